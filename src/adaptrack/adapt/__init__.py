@@ -1,0 +1,1 @@
+"""Domain adaptation with self-learning (patent US12394188B2)."""

@@ -1,0 +1,1 @@
+"""Conventions shared by every adaptrack subpackage."""

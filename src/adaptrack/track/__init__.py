@@ -1,0 +1,1 @@
+"""Part-aware tracking (patent application US2024/0282089A1)."""
