@@ -1,0 +1,115 @@
+"""End-of-fit report: accuracy and pseudo-label table, JSON, and a PNG of the training curves."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from adaptrack.adapt.data.augment import to_float
+from adaptrack.adapt.data.base import ImageSet
+from adaptrack.adapt.module import DomainAdaptationModule
+from adaptrack.common.files import atomic_write
+from adaptrack.common.report import format_table, plot_curves, read_metrics_csv
+
+REPORT_COLUMNS = ["method", "source acc %", "target acc %", "pseudo-labeled %", "pseudo-label acc %",
+                  "epochs", "steps", "wall s"]
+
+
+@torch.no_grad()
+def predict_probs(model: DomainAdaptationModule, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Softmax ``(N, K)`` of uint8 images ``(N, C, H, W)`` already at the model's size."""
+    was_training = model.training
+    model.eval()
+    out = [model(to_float(images[i:i + batch_size].to(model.device))).softmax(1).cpu()
+           for i in range(0, images.shape[0], batch_size)]
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0, model.hparams.num_classes)
+
+
+def accuracy(probs: torch.Tensor, labels: torch.Tensor | None) -> float:
+    """Accuracy in percent; NaN when labels are unknown."""
+    if labels is None or labels.numel() == 0:
+        return float("nan")
+    return float((probs.argmax(1) == labels).float().mean()) * 100.0
+
+
+def pseudo_label_stats(probs: torch.Tensor, labels: torch.Tensor | None, threshold: float) -> tuple[float, float]:
+    """Share (%) of images whose score exceeds ``threshold``, and their accuracy (%, NaN if unknown)."""
+    scores, predicted = probs.max(1)
+    selected = scores > threshold
+    share = float(selected.float().mean()) * 100.0
+    if labels is None or not bool(selected.any()):
+        return share, float("nan")
+    return share, float((predicted[selected] == labels[selected]).float().mean()) * 100.0
+
+
+class AdaptationReport(L.Callback):
+    """At the end of ``fit``: evaluate the final model, print a table, write JSON and a PNG.
+
+    Target labels are used here only to report; nothing here feeds back into training.
+
+    Args:
+        print_table: Print the table to stdout.
+    """
+
+    def __init__(self, print_table: bool = True) -> None:
+        self.print_table = print_table
+        self._start = 0.0
+        self.result: dict[str, Any] = {}
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.global_rank != 0 or trainer.sanity_checking:
+            return
+        assert isinstance(pl_module, DomainAdaptationModule)
+        wall = time.perf_counter() - self._start
+        dm = trainer.datamodule
+        sets: dict[str, ImageSet] = {k: dm._load(*k.split("/")) for k in ("source/test", "target/train", "target/test")}
+        probs = {k: predict_probs(pl_module, s.images) for k, s in sets.items()}
+        share, pl_acc = pseudo_label_stats(probs["target/train"], sets["target/train"].labels,
+                                           pl_module.hparams.threshold)
+        row = {
+            "method": pl_module.hparams.method,
+            "source acc %": accuracy(probs["source/test"], sets["source/test"].labels),
+            "target acc %": accuracy(probs["target/test"], sets["target/test"].labels),
+            "pseudo-labeled %": share,
+            "pseudo-label acc %": pl_acc,
+            "epochs": trainer.current_epoch,
+            "steps": trainer.global_step,
+            "wall s": wall,
+        }
+        log_dir = Path(trainer.log_dir or trainer.default_root_dir)
+        self.result = {**row, "source": dm.hparams.source, "target": dm.hparams.target,
+                       "self_learning_started_at": pl_module.gate.state.start_progress,
+                       "log_dir": str(log_dir)}
+        with atomic_write(log_dir / "report.json") as handle:
+            json.dump(self.result, handle, indent=2)
+        curves = self._plot(trainer, log_dir)
+        if self.print_table:
+            title = (f"adaptrack adapt: {dm.hparams.source} -> {dm.hparams.target} "
+                     f"(final model; target labels used for reporting only)")
+            print("\n" + format_table([row], REPORT_COLUMNS, title=title))
+            print(f"report: {log_dir / 'report.json'}" + (f"   curves: {curves}" if curves else ""))
+
+    @staticmethod
+    def _plot(trainer: L.Trainer, log_dir: Path) -> Path | None:
+        csv_path = next((Path(lg.log_dir) / "metrics.csv" for lg in trainer.loggers
+                         if type(lg).__name__ == "CSVLogger"), None)
+        if csv_path is None or not csv_path.is_file():
+            return None
+        for logger in trainer.loggers:
+            logger.save()
+        series = read_metrics_csv(csv_path)
+        panels = {
+            "losses": ["train/source_loss", "train/domain_loss", "train/self_learning_loss"],
+            "accuracy": ["val/source_acc", "report/target_acc"],
+            "pseudo labels": ["train/pseudo_share", "pseudo/share", "pseudo/accuracy"],
+        }
+        return plot_curves(series, log_dir / "curves.png", panels, title="training curves")
