@@ -36,7 +36,7 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "logger": [
         {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "runs/adapt", "name": "logs"}},
         {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-         "init_args": {"save_dir": "runs/adapt", "name": "logs"}},
+         "init_args": {"save_dir": "runs/adapt", "name": "tensorboard"}},
     ],
 }
 

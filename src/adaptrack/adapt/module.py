@@ -27,7 +27,7 @@ class DomainAdaptationModule(L.LightningModule):
     Args:
         method: ``source_only``, ``dann`` or ``self_learning`` (see :data:`adaptrack.adapt.methods.METHODS`).
         network: Network preset: ``lenet`` (28×28), ``dtn`` (32×32) or ``convnet``.
-        channels: Override of the feature extractor's conv widths.
+        conv_channels: Override of the feature extractor's conv widths.
         class_hidden: Override of the class classifier's hidden widths.
         domain_hidden: Override of the domain classifier's hidden widths.
         dropout: Override of the dropout rate.
@@ -61,7 +61,7 @@ class DomainAdaptationModule(L.LightningModule):
         self,
         method: MethodName = "self_learning",
         network: PresetName = "lenet",
-        channels: list[int] | None = None,
+        conv_channels: list[int] | None = None,
         class_hidden: list[int] | None = None,
         domain_hidden: list[int] | None = None,
         dropout: float | None = None,
@@ -97,7 +97,7 @@ class DomainAdaptationModule(L.LightningModule):
         self.class_names = class_names or [str(i) for i in range(num_classes)]
         if len(self.class_names) != num_classes:
             raise ValueError(f"class_names has {len(self.class_names)} names for num_classes={num_classes}")
-        self.net = build_network(network, in_channels, num_classes, image_size, channels=channels,
+        self.net = build_network(network, in_channels, num_classes, image_size, channels=conv_channels,
                                  class_hidden=class_hidden, domain_hidden=domain_hidden, dropout=dropout)
         self.labeler = PseudoLabeler(threshold, masking, lower_threshold, per_class_cap, total_cap)
         self.gate = SelfLearningGate(start_window, start_min_delta, start_ratio, stop_source_loss)

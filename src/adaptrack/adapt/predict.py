@@ -14,9 +14,9 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from adaptrack.adapt.data.augment import convert_channels, resize_uint8, to_float
+from adaptrack.adapt.data.images import read_images
 from adaptrack.adapt.module import DomainAdaptationModule
 from adaptrack.common.files import atomic_write, safe_torch_load
-from adaptrack.common.images import read_image
 
 
 @dataclass
@@ -54,9 +54,10 @@ class Classifier:
         if isinstance(images, (str, Path)):
             images = [images]
         if isinstance(images, (list, tuple)):
-            tensors = [read_image(p, self.channels, self.image_size) if isinstance(p, (str, Path))
-                       else self._as_uint8(p) for p in images]
-            return torch.cat([t if t.ndim == 4 else t[None] for t in tensors])
+            if all(isinstance(p, (str, Path)) for p in images):
+                size = (self.image_size, self.image_size)
+                return read_images([Path(p) for p in images], channels=self.channels, size=size)[0]  # type: ignore[arg-type]
+            return torch.cat([self._as_uint8(p) for p in images])
         if isinstance(images, np.ndarray):
             images = torch.from_numpy(images)
         if not isinstance(images, torch.Tensor):

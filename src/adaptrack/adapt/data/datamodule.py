@@ -141,8 +141,7 @@ class DomainAdaptationDataModule(L.LightningDataModule):
                            directory=None if directory is None else Path(directory),
                            image_size=hp.image_size, channels=hp.channels, skip_bad=hp.skip_bad,
                            synthetic_size=hp.synthetic_size if split == "train" else max(1000, hp.synthetic_size // 5),
-                           seed=hp.seed + (0 if split == "train" else 1),
-                           labeled=role != "predict" or hp.predict_dir is None)
+                           seed=hp.seed + (0 if split == "train" else 1))
         if len(raw) == 0:
             raise DataError(f"the {role} {split} set {raw.name!r} is empty", directory)
         images = resize_uint8(convert_channels(raw.images, hp.channels), hp.image_size)  # (N, C, S, S) uint8
