@@ -14,7 +14,7 @@ from torch.utils.data import BatchSampler, DataLoader, IterableDataset, Sequenti
 from adaptrack.adapt.batch import AdaptBatch
 from adaptrack.adapt.data.augment import build_augmentation, convert_channels, resize_uint8, to_float
 from adaptrack.adapt.data.base import ImageSet
-from adaptrack.adapt.data.registry import check_same_classes, load_dataset
+from adaptrack.adapt.data.registry import check_same_classes, load_dataset, match_classes
 from adaptrack.common.errors import DataError
 
 
@@ -137,6 +137,10 @@ class DomainAdaptationDataModule(L.LightningDataModule):
         directory = {"source": hp.source_dir, "target": hp.target_dir, "predict": None}[role]
         if role == "predict" and hp.predict_dir is not None:
             name, directory = "folder", hp.predict_dir
+        if (name == "folder" and split == "test" and directory is not None and role != "predict"
+                and not (Path(directory) / "test").is_dir() and (Path(directory) / "train").is_dir()):
+            self._sets[key] = self._load(role, "train")  # no test/ folder: evaluate on train/
+            return self._sets[key]
         raw = load_dataset(name, split, root=hp.data_root, download=hp.download,
                            directory=None if directory is None else Path(directory),
                            image_size=hp.image_size, channels=hp.channels, skip_bad=hp.skip_bad,
@@ -150,9 +154,14 @@ class DomainAdaptationDataModule(L.LightningDataModule):
             keep = torch.randperm(len(raw), generator=torch.Generator().manual_seed(hp.seed))[:hp.source_limit]
             images, labels = images[keep], None if labels is None else labels[keep]
         result = ImageSet(images, labels, raw.classes, raw.name, raw.files)
-        if role == "source" and result.labels is None:
-            raise DataError(f"the source set {raw.name!r} has no labels; the source domain must be labeled",
-                            directory)
+        if role == "source":
+            if result.labels is None:
+                raise DataError(f"the source set {raw.name!r} has no labels; the source domain must be labeled",
+                                directory)
+            if split == "test":
+                check_same_classes(self._load("source", "train"), result)
+        else:  # target / predict: classes matched to the source's by name
+            result = match_classes(self._load("source", "train"), result)
         self._sets[key] = result
         return result
 
@@ -167,12 +176,9 @@ class DomainAdaptationDataModule(L.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         if stage in ("fit", "validate", "test"):
-            source_train = self._load("source", "train")
-            source_test = self._load("source", "test")
-            check_same_classes(source_train, source_test)
-            target_train = self._load("target", "train")
-            if target_train.labels is not None:
-                check_same_classes(source_train, target_train)
+            for role in ("source", "target"):
+                for split in ("train", "test"):
+                    self._load(role, split)  # type: ignore[arg-type]
         if stage == "predict":
             predict = self._load("predict", self.hparams.predict_split)
             self.predict_files = predict.files or [f"{predict.name}#{i:06d}" for i in range(len(predict))]

@@ -1,0 +1,245 @@
+"""Clip sampling: T frames of one sequence and one target track, its frame-0 box as the template."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from adaptrack.common.errors import DataError
+from adaptrack.track.data.frames import frame_size, load_frame
+from adaptrack.track.data.geometry import scale_box
+from adaptrack.track.data.types import Box, Clip, ClipBatch, FrameAnn, SequenceAnn
+
+NAN_BOX = (math.nan, math.nan, math.nan, math.nan)
+
+
+@dataclass(frozen=True)
+class _Item:
+    sequence: int
+    start: int
+    track_id: int
+
+
+class ClipDataset(Dataset[Clip]):
+    """Clips of ``clip_len`` annotated frames with one target track visible in the first frame.
+
+    Without ``samples_per_epoch`` the dataset enumerates every (sequence, start frame, track visible at
+    the start) once, with the fixed ``stride``. With ``samples_per_epoch`` it has that many items, each
+    drawn from the same pool by a generator seeded from ``(seed, epoch, index)``, so a run is
+    reproducible while :meth:`set_epoch` changes the draw; ``max_stride`` then draws a stride per item.
+
+    Args:
+        sequences: Annotated sequences (from :func:`read_posetrack` or the generator).
+        clip_len: T, frames per clip (≥ 1).
+        stride: Step between consecutive clip frames, in annotated-frame positions.
+        max_stride: When set (≥ ``stride``), each item draws a stride in ``[stride, max_stride]``,
+            reduced when the window would run past the sequence end or a ``max_frame_gap``.
+        max_frame_gap: Largest allowed jump in video frame index between consecutive clip frames
+            (guards against holes in sparse annotations); ``None`` allows any.
+        size: ``(H, W)`` to resize every frame to (e.g. ``(256, 256)``), scaling all boxes; ``None``
+            keeps the original size (all frames of a clip must then share one size).
+        targets: ``"all"`` tracks any person; ``"designated"`` only each sequence's
+            ``target_track`` (falling back to all tracks when a sequence names none).
+        samples_per_epoch: Random-sampling mode with this many items; ``None`` enumerates.
+        seed: Seed of the random-sampling mode.
+        require_template_part: Only start clips where the target's first part is visible in frame 0.
+
+    Raises:
+        DataError: No clip can be formed (sequences too short, no visible targets).
+    """
+
+    def __init__(self, sequences: Sequence[SequenceAnn], clip_len: int, stride: int = 1,
+                 max_stride: int | None = None, max_frame_gap: int | None = None,
+                 size: tuple[int, int] | None = None, targets: Literal["all", "designated"] = "all",
+                 samples_per_epoch: int | None = None, seed: int = 0,
+                 require_template_part: bool = False) -> None:
+        if clip_len < 1 or stride < 1:
+            raise ValueError(f"clip_len and stride must be ≥ 1, got {clip_len} and {stride}")
+        if max_stride is not None and max_stride < stride:
+            raise ValueError(f"max_stride ({max_stride}) must be ≥ stride ({stride})")
+        if targets not in ("all", "designated"):
+            raise ValueError(f"targets must be 'all' or 'designated', got {targets!r}")
+        self.sequences = list(sequences)
+        self.clip_len = clip_len
+        self.stride = stride
+        self.max_stride = max_stride
+        self.max_frame_gap = max_frame_gap
+        self.size = size
+        self.samples_per_epoch = samples_per_epoch
+        self.seed = seed
+        self.epoch = 0
+        self.items = self._index(targets, require_template_part)
+        if not self.items:
+            names = ", ".join(s.name for s in self.sequences[:5]) or "(none)"
+            raise DataError(
+                f"no clip of {clip_len} frames (stride {stride}) with a visible target can be formed from "
+                f"{len(self.sequences)} sequence(s): {names}; use shorter clips or longer sequences"
+            )
+
+    def _fits(self, seq: SequenceAnn, start: int, stride: int) -> bool:
+        last = start + (self.clip_len - 1) * stride
+        if last >= len(seq.frames):
+            return False
+        if self.max_frame_gap is None:
+            return True
+        idx = [seq.frames[p].frame_index for p in range(start, last + 1, stride)]
+        return all(b - a <= self.max_frame_gap for a, b in itertools.pairwise(idx))
+
+    def _index(self, targets: str, require_part: bool) -> list[_Item]:
+        items: list[_Item] = []
+        for s, seq in enumerate(self.sequences):
+            wanted = None
+            if targets == "designated" and seq.target_track is not None:
+                wanted = seq.target_track
+            for start, frame in enumerate(seq.frames):
+                if not self._fits(seq, start, self.stride):
+                    continue
+                for person in frame.people:
+                    if wanted is not None and person.track_id != wanted:
+                        continue
+                    if require_part and (not person.parts or person.parts[0] is None):
+                        continue
+                    items.append(_Item(s, start, person.track_id))
+        return items
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change the random draw of the sampling mode (no effect when enumerating)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.samples_per_epoch if self.samples_per_epoch is not None else len(self.items)
+
+    def __getitem__(self, index: int) -> Clip:
+        if not 0 <= index < len(self):
+            raise IndexError(f"clip index {index} out of range for {len(self)} clips")
+        stride = self.stride
+        if self.samples_per_epoch is None:
+            item = self.items[index]
+        else:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            item = self.items[int(rng.integers(len(self.items)))]
+            if self.max_stride is not None:
+                stride = int(rng.integers(self.stride, self.max_stride + 1))
+                seq = self.sequences[item.sequence]
+                while stride > self.stride and not self._fits(seq, item.start, stride):
+                    stride -= 1
+        return self.make_clip(item.sequence, item.start, item.track_id, stride)
+
+    def make_clip(self, sequence: int, start: int, track_id: int, stride: int = 1) -> Clip:
+        """Build the clip of ``sequences[sequence]`` from annotated position ``start``.
+
+        Args:
+            sequence: Index into the dataset's sequences.
+            start: Position of the first frame in ``SequenceAnn.frames``.
+            track_id: Target track; must be visible in the first frame.
+            stride: Step between clip frames in annotated positions.
+
+        Returns:
+            The clip, frames resized to ``size`` when set.
+        """
+        seq = self.sequences[sequence]
+        frames = [seq.frames[start + t * stride] for t in range(self.clip_len)]
+        if frames[0].person(track_id) is None:
+            raise DataError(f"track {track_id} is not in frame {frames[0].frame_index} of {seq.name}",
+                            frames[0].path)
+        images = [self._image(f) for f in frames]
+        scales = [self._scale(f) for f in frames]
+        clip = build_clip_targets(seq, frames, track_id, scales)
+        clip.frames = torch.from_numpy(np.stack([im.numpy() for im in images]))  # (T, 3, H, W) uint8
+        return clip
+
+    def _scale(self, frame: FrameAnn) -> tuple[float, float]:
+        if self.size is None:
+            return (1.0, 1.0)
+        return (self.size[1] / frame.width, self.size[0] / frame.height)
+
+    def _image(self, frame: FrameAnn) -> torch.Tensor:
+        width, height = frame_size(frame.path)
+        if (height, width) != (frame.height, frame.width):
+            raise DataError(f"frame {frame.frame_index}: file is {width}x{height}, "
+                            f"annotations say {frame.width}x{frame.height}", frame.path)
+        return load_frame(frame.path, self.size)  # (3, H, W) uint8
+
+
+def build_clip_targets(seq: SequenceAnn, frames: Sequence[FrameAnn], track_id: int,
+                       scales: Sequence[tuple[float, float]]) -> Clip:
+    """Box tensors of a clip (everything except the pixels, which are left empty).
+
+    Args:
+        seq: The sequence the frames belong to.
+        frames: The T clip frames.
+        track_id: Target track.
+        scales: Per frame ``(sx, sy)`` applied to every box.
+
+    Returns:
+        A :class:`Clip` whose ``frames`` is an empty ``(0, 3, 0, 0)`` tensor.
+    """
+    K = len(seq.parts)
+    others = sorted({p.track_id for f in frames for p in f.people if p.track_id != track_id})
+    slot = {tid: m for m, tid in enumerate(others)}
+    T, M = len(frames), len(others)
+    target_box = torch.full((T, 4), math.nan)
+    target_parts = torch.full((T, K, 4), math.nan)
+    other_parts = torch.full((T, M, K, 4), math.nan)
+    other_boxes = torch.full((T, M, 4), math.nan)
+    for t, (frame, (sx, sy)) in enumerate(zip(frames, scales, strict=True)):
+        for person in frame.people:
+            box = torch.tensor(scale_box(person.box, sx, sy))  # (4,)
+            parts = torch.tensor([_part(b, sx, sy) for b in person.parts]).reshape(K, 4)  # (K, 4)
+            if person.track_id == track_id:
+                target_box[t], target_parts[t] = box, parts
+            else:
+                m = slot[person.track_id]
+                other_boxes[t, m], other_parts[t, m] = box, parts
+    return Clip(frames=torch.empty(0, 3, 0, 0, dtype=torch.uint8), target_box=target_box,
+                target_parts=target_parts, other_parts=other_parts, template_box=target_box[0].clone(),
+                sequence=seq.name, track_id=track_id, frame_indices=[f.frame_index for f in frames],
+                other_boxes=other_boxes)
+
+
+def _part(box: Box | None, sx: float, sy: float) -> Box:
+    return NAN_BOX if box is None else scale_box(box, sx, sy)
+
+
+def collate_clips(clips: Sequence[Clip]) -> ClipBatch:
+    """Stack clips of equal length and frame size into a :class:`ClipBatch`, NaN-padding M.
+
+    Raises:
+        ValueError: The clips differ in T, frame size or number of parts.
+    """
+    if not clips:
+        raise ValueError("cannot collate an empty list of clips")
+    first = clips[0]
+    for clip in clips[1:]:
+        if clip.frames.shape != first.frames.shape or clip.target_parts.shape != first.target_parts.shape:
+            raise ValueError(
+                f"clips differ in shape: {tuple(first.frames.shape)} vs {tuple(clip.frames.shape)} "
+                f"({first.sequence} vs {clip.sequence}); use ClipDataset(size=...) for a common frame size"
+            )
+    T, K = first.target_parts.shape[:2]
+    M = max(c.other_parts.shape[1] for c in clips)
+    other_parts = torch.full((len(clips), T, M, K, 4), math.nan)
+    other_boxes = torch.full((len(clips), T, M, 4), math.nan)
+    for b, clip in enumerate(clips):
+        m = clip.other_parts.shape[1]
+        other_parts[b, :, :m] = clip.other_parts
+        if clip.other_boxes.shape[:2] == (T, m):
+            other_boxes[b, :, :m] = clip.other_boxes
+    return ClipBatch(
+        frames=torch.from_numpy(np.stack([c.frames.numpy() for c in clips])),  # (B, T, 3, H, W)
+        target_box=torch.stack([c.target_box for c in clips]),  # (B, T, 4)
+        target_parts=torch.stack([c.target_parts for c in clips]),  # (B, T, K, 4)
+        other_parts=other_parts,  # (B, T, M, K, 4)
+        other_boxes=other_boxes,  # (B, T, M, 4)
+        template_box=torch.stack([c.template_box for c in clips]),  # (B, 4)
+        track_ids=torch.tensor([c.track_id for c in clips], dtype=torch.int64),  # (B,)
+        sequences=[c.sequence for c in clips],
+        frame_indices=[list(c.frame_indices) for c in clips],
+    )
