@@ -103,7 +103,7 @@ def test_corrupt_target_image_named_or_skipped(tmp_path: Path) -> None:
     for i in range(3):
         write_image(tmp_path / "tgt" / "train" / f"t{i}.png", 20, i)
     (tmp_path / "tgt" / "train" / "broken.png").write_bytes(b"\x89PNG truncated")
-    with pytest.raises(DataError, match="broken.png"):
+    with pytest.raises(DataError, match=r"broken\.png"):
         folder_dm(tmp_path).setup("fit")
     with pytest.warns(UserWarning, match="skipped 1"):
         dm = folder_dm(tmp_path, skip_bad=True)
