@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -33,3 +34,20 @@ def test_adapt_rejects_unknown_method() -> None:
                             capture_output=True, text=True)
     assert result.returncode != 0
     assert "magic" in result.stderr
+
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "adapt").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
+def test_shipped_adapt_configs_parse(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from adaptrack.adapt.cli import main as adapt_main
+
+    assert adapt_main(["fit", "--config", str(config), "--print_config"]) == 0
+    parsed = yaml.safe_load(capsys.readouterr().out)
+    assert parsed["model"]["method"] in ("source_only", "dann", "self_learning")
+    assert parsed["data"]["source"] and parsed["data"]["target"]
+
+
+def test_all_task_configs_are_shipped() -> None:
+    assert {p.stem for p in CONFIGS} >= {"default", "mnist_usps", "usps_mnist", "svhn_mnist", "mnist_mnistm"}
