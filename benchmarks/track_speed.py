@@ -1,0 +1,83 @@
+"""End-to-end tracker speed: both models + decoding, 256x256 input, batch 1, PyTorch and onnxruntime.
+
+    python benchmarks/track_speed.py --checkpoint runs/crowded/tracker/best.ckpt --threads 2
+
+Without ``--checkpoint`` the default-sized networks are benchmarked with random weights (speed does
+not depend on the weights). Frames come from one generated ``crowded`` sequence (256x256), so the
+timing includes the per-frame preprocessing, the motion prior, both networks, the element product and
+the decoding of the subject box and every part. Targets: >= 60 frames/s PyTorch, >= 100 frames/s ORT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from adaptrack.common.report import format_table
+from adaptrack.track.data.frames import load_frame
+from adaptrack.track.data.posetrack import read_posetrack_dir
+from adaptrack.track.data.synth import generate_dataset
+from adaptrack.track.models import PartDetector, SubjectModel
+from adaptrack.track.onnx_export import export_models, onnx_tracker
+from adaptrack.track.tracker import TorchBackend, Tracker
+
+
+def measure(tracker: Tracker, frames: list[torch.Tensor], box: tuple[float, ...], n: int, warmup: int = 20
+            ) -> list[float]:
+    """Per-frame wall times (s) of ``tracker.track`` over ``n`` frames (cycling through ``frames``)."""
+    tracker.initialize(frames[0], box)
+    for i in range(warmup):
+        tracker.track(frames[1 + i % (len(frames) - 1)])
+    times = []
+    for i in range(n):
+        frame = frames[1 + i % (len(frames) - 1)]
+        t0 = time.perf_counter()
+        tracker.track(frame)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", help="tracker checkpoint of `adaptrack track fit` (default: random weights)")
+    parser.add_argument("--frames", type=int, default=500, help="timed frames per backend")
+    parser.add_argument("--threads", type=int, default=2, help="intra-op threads (torch and onnxruntime)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        generate_dataset(Path(tmp) / "data", n_sequences=1, n_frames=40, preset="crowded", seed=12345,
+                         split="bench")
+        seq = read_posetrack_dir(Path(tmp) / "data" / "annotations" / "bench")[0]
+        frames = [load_frame(f.path) for f in seq.frames]  # (3, 256, 256) uint8 each
+        box = seq.frames[0].person(seq.target_track or 0).box
+        if args.checkpoint:
+            torch_tracker = Tracker.from_checkpoint(args.checkpoint)
+            part, subject = torch_tracker.backend.part_model, torch_tracker.backend.subject_model
+        else:
+            torch.manual_seed(0)
+            part, subject = PartDetector().eval(), SubjectModel().eval()
+            torch_tracker = Tracker(TorchBackend(part, subject), ["head"], subject.stride)
+        export_models(part, subject, Path(tmp) / "onnx", torch_tracker.parts)
+        ort_tracker = onnx_tracker(Path(tmp) / "onnx", threads=args.threads)
+        rows = []
+        for name, tracker, target in (("PyTorch", torch_tracker, 60), ("onnxruntime", ort_tracker, 100)):
+            times = measure(tracker, frames, box, args.frames)
+            fps = len(times) / sum(times)
+            rows.append({"backend": name, "frames/s": fps, "mean ms": 1000 * statistics.mean(times),
+                         "p50 ms": 1000 * statistics.median(times),
+                         "p95 ms": 1000 * sorted(times)[int(0.95 * len(times))], "target fps": target,
+                         "met": "yes" if fps >= target else "NO"})
+    n_params = sum(p.numel() for p in part.parameters()) + sum(p.numel() for p in subject.parameters())
+    print(format_table(rows, title=f"end to end, 256x256, batch 1, {args.threads} threads, {args.frames} frames, "
+                                   f"{n_params / 1e3:.0f}k parameters ({'trained' if args.checkpoint else 'random'})"))
+    return 0 if all(r["met"] == "yes" for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

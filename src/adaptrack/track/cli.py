@@ -1,0 +1,167 @@
+r"""``adaptrack track``: part-aware tracking (patent application US2024/0282089A1).
+
+Subcommands::
+
+    fit-parts   train the part detector (first model), LightningCLI
+    fit         train the tracking-subject model with the frozen part detector, LightningCLI
+    run         track one person through a frame folder or a GIF/video file
+    evaluate    subject and part metrics plus baselines on a PoseTrack18-format set
+    export      write both models as ONNX and check onnxruntime against PyTorch
+    generate    write synthetic crowd scenes in PoseTrack18 format
+
+Examples::
+
+    adaptrack track generate --out data/crowded --preset crowded --split train --seed 0 --n_sequences 60
+    adaptrack track fit-parts --config configs/track/parts.yaml
+    adaptrack track fit --config configs/track/tracker.yaml \
+        --model.part_checkpoint runs/track/parts/checkpoints/best.ckpt
+    adaptrack track fit --config configs/track/tracker.yaml --ckpt_path runs/track/tracker/checkpoints/last.ckpt
+    adaptrack track evaluate --checkpoints '[runs/track/tracker/checkpoints/best.ckpt]' \
+        --data data/crowded --split test
+    adaptrack track export --checkpoint runs/track/tracker/checkpoints/best.ckpt --output runs/track/onnx
+    adaptrack track run --checkpoint runs/track/onnx --source frames/ --box '[10, 20, 40, 90]'
+
+``fit-parts`` and ``fit`` are LightningCLI commands (``--print_config`` shows every option; YAML
+configs in ``configs/track/``); the others take ``--help``.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from jsonargparse import CLI
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from adaptrack.common.errors import DataError, MissingDataError
+from adaptrack.common.report import plot_curves, read_metrics_csv
+from adaptrack.common.training import NonFiniteLossError
+from adaptrack.track.callbacks import LossEndCondition
+from adaptrack.track.datamodule import EpochDraw, TrackDataModule
+from adaptrack.track.module import PartDetectorModule, TrackerModule
+
+SUBCOMMANDS = ("fit-parts", "fit", "run", "evaluate", "export", "generate")
+
+
+DEFAULT_ROOT = "runs/track"
+
+
+def trainer_defaults(name: str) -> dict[str, Any]:
+    """Trainer defaults of a LightningCLI subcommand: CSV + TensorBoard logs under ``default_root_dir``."""
+    return {
+        "max_epochs": 10,
+        "default_root_dir": f"{DEFAULT_ROOT}/{name}",
+        "log_every_n_steps": 10,
+        "num_sanity_val_steps": 0,
+        "logger": [
+            {"class_path": "lightning.pytorch.loggers.CSVLogger",
+             "init_args": {"save_dir": f"{DEFAULT_ROOT}/{name}", "name": "logs"}},
+            {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+             "init_args": {"save_dir": f"{DEFAULT_ROOT}/{name}", "name": "logs"}},
+        ],
+        "callbacks": [EpochDraw()],
+    }
+
+
+class TrackCLI(LightningCLI):
+    """LightningCLI with the data → model part link, best+last checkpoints, ¶49 end conditions."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("data.parts", "model.parts")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.monitor": "val/loss", "checkpoint.mode": "min",
+                             "checkpoint.filename": "best", "checkpoint.save_last": True,
+                             "checkpoint.save_top_k": 1})
+        parser.add_lightning_class_args(LossEndCondition, "end_condition")
+        parser.add_argument("--threads", type=int, default=1,
+                            help="torch intra-op threads; 1 is fastest for these small networks on a "
+                                 "shared CPU (2 threads spin-wait when the cores are busy)")
+
+    def before_instantiate_classes(self) -> None:
+        """Apply ``--threads``; default loggers follow ``trainer.default_root_dir``."""
+        config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
+        torch.set_num_threads(max(1, int(config.get("threads", 1))))
+        root = config.trainer.default_root_dir
+        loggers = config.trainer.logger
+        for logger in loggers if isinstance(loggers, list) else []:
+            args = getattr(logger, "init_args", None)
+            if args is not None and str(args.get("save_dir", "")).startswith(DEFAULT_ROOT) and root:
+                args.save_dir = str(root)
+
+    def after_fit(self) -> None:
+        """Plot the CSV log into ``curves.png`` beside it."""
+        for logger in self.trainer.loggers:
+            csv = Path(logger.log_dir or "") / "metrics.csv"
+            if type(logger).__name__ == "CSVLogger" and csv.is_file():
+                series = read_metrics_csv(csv)
+                panels = {"loss": [k for k in series if k.endswith("loss_epoch") or k == "val/loss"],
+                          "terms": [k for k in series if k.startswith("val/") and k != "val/loss"]}
+                png = plot_curves(series, csv.parent / "curves.png", panels, title=type(self.model).__name__)
+                print(f"training curves: {png}")
+        ckpt = self.trainer.checkpoint_callback
+        if isinstance(ckpt, ModelCheckpoint):
+            print(f"best checkpoint: {ckpt.best_model_path or '(none: no validation)'}\n"
+                  f"last checkpoint: {ckpt.last_model_path}")
+
+
+def build_cli(module: type, name: str, args: list[str], run: bool = True) -> TrackCLI:
+    """Construct (and by default run) a LightningCLI for ``module`` on ``args`` (``fit`` prepended)."""
+    if args and args[0] in ("fit", "validate"):
+        sub, rest = args[0], args[1:]
+    else:
+        sub, rest = "fit", args
+    warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
+    return TrackCLI(module, TrackDataModule, args=[sub, *rest] if run else rest, run=run,
+                    trainer_defaults=trainer_defaults(name), save_config_kwargs={"overwrite": True},
+                    parser_kwargs={"description": f"adaptrack track {name}: {module.__doc__.splitlines()[0]}"})
+
+
+def _generate(argv: list[str]) -> int:
+    """``adaptrack track generate``: the data layer's synthetic scene writer."""
+    from adaptrack.track.data.synth import generate
+
+    CLI(generate, args=argv, as_positional=False, prog="adaptrack track generate")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``adaptrack track``; returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if args else 2
+    cmd, rest = args[0], args[1:]
+    try:
+        if cmd == "fit-parts":
+            build_cli(PartDetectorModule, "parts", rest)
+        elif cmd == "fit":
+            build_cli(TrackerModule, "tracker", rest)
+        elif cmd == "run":
+            from adaptrack.track.run import run
+
+            CLI(run, args=rest, as_positional=False, prog="adaptrack track run")
+        elif cmd == "evaluate":
+            from adaptrack.track.evaluate import evaluate
+
+            CLI(evaluate, args=rest, as_positional=False, prog="adaptrack track evaluate")
+        elif cmd == "export":
+            from adaptrack.track.onnx_export import export
+
+            CLI(export, args=rest, as_positional=False, prog="adaptrack track export")
+        elif cmd == "generate":
+            return _generate(rest)
+        else:
+            print(f"adaptrack track: unknown command {cmd!r}; choose from {', '.join(SUBCOMMANDS)}",
+                  file=sys.stderr)
+            return 2
+    except (DataError, MissingDataError, FileNotFoundError) as exc:
+        print(f"adaptrack track {cmd}: error: {exc}", file=sys.stderr)
+        return 2
+    except NonFiniteLossError as exc:
+        print(f"adaptrack track {cmd}: training stopped: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,301 @@
+"""Evaluation on PoseTrack18-format sequences: subject tracking, part association and baselines.
+
+For every evaluated track the tracker is initialised with the ground-truth box of the track's first
+frame and runs through the rest of the sequence. Metrics over the frames where the target is
+annotated:
+
+* subject: success AUC (mean over IoU thresholds 0, 0.05, …, 1 of the share of frames with IoU above
+  the threshold) and precision at 20 px (centre error ≤ 20 px);
+* part (per frame where the target's part is annotated): **hit** (predicted position inside the
+  tracked person's part box), **wrong person** (inside another person's part box, not the target's),
+  **miss** (neither), and the mean centre error divided by the part size ``sqrt(w × h)``.
+
+Part association methods, all on the same part detector output:
+
+* ``element product`` — the patent (claims 5–6) with the tracker's box;
+* ``(a) peak in box`` — the part-map maximum inside a person box;
+* ``(b) nearest expected`` — the part-map peak nearest the expected part position in a person box
+  (``expected_position``, top-centre ``(0.5, 0.1)`` for heads);
+
+(a) and (b) are reported with the tracker's box and with the ground-truth box.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from adaptrack.common.errors import DataError
+from adaptrack.common.files import atomic_write
+from adaptrack.common.report import format_table
+from adaptrack.track.data.frames import load_frame
+from adaptrack.track.data.posetrack import read_posetrack_dir
+from adaptrack.track.data.types import FrameAnn, SequenceAnn
+from adaptrack.track.datamodule import annotation_dir, part_specs
+from adaptrack.track.geometry import (
+    box_centre,
+    box_iou,
+    cell_centres,
+    decode_peak,
+    local_peaks,
+    points_in_boxes,
+)
+from adaptrack.track.onnx_export import load_tracker
+from adaptrack.track.tracker import PartMaps, Tracker
+
+COLUMNS = ["method", "model", "box", "AUC", "P@20", "hit %", "wrong %", "miss %", "err/size", "frames"]
+IOU_THRESHOLDS = np.linspace(0, 1, 21)
+
+
+@dataclass
+class PartTally:
+    """Outcome counts of one association method."""
+
+    hit: int = 0
+    wrong: int = 0
+    miss: int = 0
+    errors: list[float] = field(default_factory=list)
+
+    def add(self, position: torch.Tensor, target: torch.Tensor, others: torch.Tensor) -> None:
+        """Score one prediction.
+
+        Args:
+            position: ``(2,)`` predicted x, y (NaN = no prediction, a miss).
+            target: ``(4,)`` tracked person's part box.
+            others: ``(M, 4)`` other people's part boxes (NaN rows ignored).
+        """
+        if not bool(torch.isfinite(position).all()):
+            self.miss += 1
+            self.errors.append(math.inf)
+            return
+        if bool(points_in_boxes(position, target)):
+            self.hit += 1
+        elif others.numel() and bool(points_in_boxes(position[None], others).any()):
+            self.wrong += 1
+        else:
+            self.miss += 1
+        side = math.sqrt(float(target[2] * target[3]))
+        self.errors.append(float((position - box_centre(target)).norm()) / max(side, 1e-6))
+
+    def row(self) -> dict[str, float]:
+        n = self.hit + self.wrong + self.miss
+        if n == 0:
+            return {"hit %": math.nan, "wrong %": math.nan, "miss %": math.nan, "err/size": math.nan, "frames": 0}
+        finite = [e for e in self.errors if math.isfinite(e)]
+        return {"hit %": 100 * self.hit / n, "wrong %": 100 * self.wrong / n, "miss %": 100 * self.miss / n,
+                "err/size": float(np.mean(finite)) if finite else math.nan, "frames": n}
+
+
+@dataclass
+class SubjectTally:
+    """IoU and centre errors of the subject box."""
+
+    ious: list[float] = field(default_factory=list)
+    centre_errors: list[float] = field(default_factory=list)
+
+    def add(self, pred: torch.Tensor, gt: torch.Tensor) -> None:
+        self.ious.append(float(box_iou(pred, gt)))
+        self.centre_errors.append(float((box_centre(pred) - box_centre(gt)).norm()))
+
+    def row(self) -> dict[str, float]:
+        if not self.ious:
+            return {"AUC": math.nan, "P@20": math.nan}
+        ious = np.nan_to_num(np.asarray(self.ious), nan=0.0)
+        errs = np.nan_to_num(np.asarray(self.centre_errors), nan=np.inf)
+        return {"AUC": float(np.mean([(ious > t).mean() for t in IOU_THRESHOLDS])),
+                "P@20": float((errs <= 20).mean())}
+
+
+def peak_in_box(maps: PartMaps, k: int, box: torch.Tensor) -> torch.Tensor:
+    """Baseline (a): the part likelihood maximum among decoded positions inside ``box (4,)``; ``(2,)``."""
+    h, w = maps.heat.shape[-2:]
+    positions = cell_centres((h, w), maps.ratio) + maps.offset[k].permute(1, 2, 0) * torch.tensor(maps.ratio)
+    valid = points_in_boxes(positions, box)  # (h, w)
+    pos, _, _, _ = decode_peak(maps.heat[k:k + 1], maps.size[k:k + 1], maps.offset[k:k + 1], maps.ratio,
+                               valid=valid[None])
+    return pos[0]
+
+
+def peak_nearest(maps: PartMaps, k: int, box: torch.Tensor, expected: Sequence[float],
+                 threshold: float) -> torch.Tensor:
+    """Baseline (b): the part peak (≥ ``threshold``, else the global maximum) nearest the expected
+    position ``box_xy + expected × box_wh``; ``(2,)``."""
+    heat = maps.heat[k:k + 1]  # (1, h, w)
+    peaks = local_peaks(heat, threshold)[0]  # (h, w)
+    if not bool(peaks.any()):
+        peaks = heat[0] == heat[0].max()
+    h, w = heat.shape[-2:]
+    positions = cell_centres((h, w), maps.ratio) + maps.offset[k].permute(1, 2, 0) * torch.tensor(maps.ratio)
+    cand = positions[peaks]  # (P, 2)
+    point = box[:2] + torch.tensor(list(expected)) * box[2:]
+    if not bool(torch.isfinite(point).all()):
+        return torch.full((2,), math.nan)
+    return cand[(cand - point).norm(dim=-1).argmin()]
+
+
+def _gt(frame: FrameAnn, track_id: int, k: int) -> tuple[torch.Tensor | None, torch.Tensor | None,
+                                                          torch.Tensor]:
+    """Target box, target part box (or None) and other people's part boxes ``(M, 4)``."""
+    person = frame.person(track_id)
+    others = [p.parts[k] for p in frame.people if p.track_id != track_id and p.parts[k] is not None]
+    other_t = torch.tensor(others, dtype=torch.float32).reshape(-1, 4)
+    if person is None:
+        return None, None, other_t
+    part = person.parts[k]
+    return (torch.tensor(person.box, dtype=torch.float32),
+            None if part is None else torch.tensor(part, dtype=torch.float32), other_t)
+
+
+def select_tracks(seq: SequenceAnn, tracks: str, max_tracks: int | None) -> list[tuple[int, int]]:
+    """``(track_id, first annotated position)`` to evaluate in ``seq``."""
+    ids = [seq.target_track] if tracks == "designated" and seq.target_track is not None else seq.track_ids
+    out = []
+    for tid in ids:
+        first = next((i for i, f in enumerate(seq.frames) if f.person(tid) is not None), None)
+        if first is not None and first < len(seq.frames) - 1:
+            out.append((tid, first))
+    return out[:max_tracks] if max_tracks else out
+
+
+@dataclass
+class Variant:
+    """One evaluated tracker and its tallies."""
+
+    name: str
+    tracker: Tracker
+    subject: SubjectTally = field(default_factory=SubjectTally)
+    parts: dict[str, PartTally] = field(default_factory=dict)
+
+    def tally(self, key: str) -> PartTally:
+        return self.parts.setdefault(key, PartTally())
+
+
+def evaluate_sequences(sequences: Sequence[SequenceAnn], trackers: dict[str, Tracker], tracks: str = "designated",
+                       max_tracks: int | None = None, expected_position: Sequence[float] = (0.5, 0.1),
+                       peak_threshold: float = 0.3) -> list[dict[str, object]]:
+    """Run every tracker over every selected track and return the table rows.
+
+    Args:
+        sequences: Annotated sequences (their parts must match the trackers').
+        trackers: ``{name: tracker}``; each gets its rows.
+        tracks: ``"designated"`` (a sequence's ``target_track`` when set, else all) or ``"all"``.
+        max_tracks: At most this many tracks per sequence.
+        expected_position: Baseline (b)'s expected part position, relative to the person box.
+        peak_threshold: Baseline (b)'s smallest part peak.
+
+    Returns:
+        Rows with the :data:`COLUMNS` keys.
+    """
+    variants = [Variant(name, t) for name, t in trackers.items()]
+    gt_box_tallies: dict[str, PartTally] = {}
+    for seq in sequences:
+        K = len(seq.parts)
+        for track_id, first in select_tracks(seq, tracks, max_tracks):
+            f0 = seq.frames[first]
+            image0 = load_frame(f0.path)
+            for v in variants:
+                v.tracker.initialize(image0, f0.person(track_id).box, frame_name=f"{f0.path}")
+            for frame in seq.frames[first + 1:]:
+                image = load_frame(frame.path)
+                for vi, v in enumerate(variants):
+                    result = v.tracker.track(image)
+                    maps = v.tracker.last_maps
+                    assert maps is not None
+                    box_gt, _, _ = _gt(frame, track_id, 0)
+                    if box_gt is None:
+                        continue
+                    pred_box = torch.tensor(result.box)
+                    v.subject.add(pred_box, box_gt)
+                    for k in range(K):
+                        _, part_gt, others = _gt(frame, track_id, k)
+                        if part_gt is None:
+                            continue
+                        name = seq.parts[k].name
+                        pos = torch.tensor(result.parts[k].position)
+                        v.tally(f"element product|{name}").add(pos, part_gt, others)
+                        v.tally(f"(a) peak in box|{name}").add(peak_in_box(maps, k, pred_box), part_gt, others)
+                        v.tally(f"(b) nearest expected|{name}").add(
+                            peak_nearest(maps, k, pred_box, expected_position, peak_threshold), part_gt, others)
+                        if vi == 0:  # ground-truth box baselines depend on the part detector only
+                            for key, pos_gt in (
+                                    (f"(a) peak in box|{name}", peak_in_box(maps, k, box_gt)),
+                                    (f"(b) nearest expected|{name}",
+                                     peak_nearest(maps, k, box_gt, expected_position, peak_threshold))):
+                                gt_box_tallies.setdefault(key, PartTally()).add(pos_gt, part_gt, others)
+    rows: list[dict[str, object]] = []
+    for v in variants:
+        subj = v.subject.row()
+        for key, tally in v.parts.items():
+            method, part = key.split("|")
+            label = method if len(sequences[0].parts) == 1 else f"{method} [{part}]"
+            rows.append({"method": label, "model": v.name, "box": "tracker", **subj, **tally.row()})
+    first_name = variants[0].name if variants else ""
+    for key, tally in gt_box_tallies.items():
+        method, part = key.split("|")
+        label = method if len(sequences[0].parts) == 1 else f"{method} [{part}]"
+        rows.append({"method": label, "model": first_name, "box": "ground truth", "AUC": math.nan,
+                     "P@20": math.nan, **tally.row()})
+    return rows
+
+
+def evaluate(checkpoints: list[str], data: str, names: list[str] | None = None, images_root: str | None = None,
+             split: str = "val", parts: list[str] | None = None, part_size: float = 0.25,
+             tracks: str = "designated", max_tracks: int | None = None, max_sequences: int | None = None,
+             expected_position: list[float] | None = None, peak_threshold: float = 0.3,
+             output: str | None = None, threads: int = 1) -> list[dict[str, object]]:
+    """Evaluate trackers and the baselines on a PoseTrack18-format set; print one table.
+
+    Args:
+        checkpoints: Tracker checkpoints (``fit``) or ONNX export folders; one row group each.
+        data: Folder of PoseTrack18 ``*.json`` files, or a dataset root with ``annotations/<split>``.
+        names: Display name per checkpoint (default: the file's parent folder name).
+        images_root: Folder the JSON ``file_name`` entries are relative to.
+        split: Split folder under ``annotations`` when ``data`` is a dataset root.
+        parts: Parts to evaluate (default: the first tracker's).
+        part_size: Keypoint part box side as a fraction of the person height.
+        tracks: ``designated`` (the generator's target per sequence; all tracks for real data) or ``all``.
+        max_tracks: At most this many tracks per sequence.
+        max_sequences: Evaluate only the first sequences.
+        expected_position: Baseline (b)'s expected part position relative to the person box.
+        peak_threshold: Baseline (b)'s smallest part peak.
+        output: Folder for ``metrics.json`` and ``table.md``; nothing written when unset.
+        threads: torch / onnxruntime intra-op threads.
+
+    Returns:
+        The table rows.
+    """
+    torch.set_num_threads(threads)
+    if names is not None and len(names) != len(checkpoints):
+        raise ValueError(f"{len(names)} names for {len(checkpoints)} checkpoints")
+    trackers = {}
+    for i, ckpt in enumerate(checkpoints):
+        name = names[i] if names else Path(ckpt).parent.name or Path(ckpt).stem
+        trackers[name] = load_tracker(ckpt, threads)
+    first = next(iter(trackers.values()))
+    part_names = list(parts or first.parts)
+    for name, t in trackers.items():
+        if t.parts != part_names:
+            raise DataError(f"tracker {name!r} has parts {t.parts}, evaluation asks for {part_names}")
+    sequences = read_posetrack_dir(annotation_dir(data, split), images_root, part_specs(part_names, part_size))
+    if max_sequences:
+        sequences = sequences[:max_sequences]
+    rows = evaluate_sequences(sequences, trackers, tracks, max_tracks, tuple(expected_position or (0.5, 0.1)),
+                              peak_threshold)
+    n_tracks = sum(len(select_tracks(s, tracks, max_tracks)) for s in sequences)
+    table = format_table(rows, COLUMNS, title=f"{len(sequences)} sequences, {n_tracks} tracks: {data}")
+    if n_tracks == 0:
+        table += "\n(no track is annotated in two or more frames of a sequence: nothing to track)"
+    print(table)
+    if output:
+        out = Path(output)
+        with atomic_write(out / "metrics.json") as fh:
+            json.dump({"data": str(data), "checkpoints": checkpoints, "rows": rows}, fh, indent=2, default=str)
+        with atomic_write(out / "table.md") as fh:
+            fh.write(table + "\n")
+    return rows

@@ -1,0 +1,245 @@
+"""The two networks of the patent, sized for real-time CPU inference at 256×256.
+
+* :class:`PartDetector` — the *first model* (S102, ¶31–32): full frame in, per part a likelihood
+  map (sigmoid), a size map and an offset map at stride ``s``.
+* :class:`SubjectModel` — the *second model* (S103, ¶33–34, ¶62): a Siamese, fully convolutional,
+  template-conditioned tracker. The template kernel is pooled once from the first frame's features
+  inside the target box (:meth:`SubjectModel.encode_template`); each search frame then gives, at the
+  same stride, the subject likelihood map, subject size and offset maps, and K part *region* maps.
+
+Both take images as float ``(B, 3, H, W)`` in ``[0, 1]``; H and W must be multiples of the stride.
+Maps are ``(B, ·, H / s, W / s)``; sizes and offsets are in map elements (see :mod:`geometry`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+PROB_EPS = 1e-4  # sigmoid outputs are clamped to [eps, 1 - eps] (CenterNet), so BCE stays finite
+
+
+def _prob(logits: torch.Tensor) -> torch.Tensor:
+    return torch.sigmoid(logits).clamp(PROB_EPS, 1 - PROB_EPS)
+
+
+class ConvBNReLU(nn.Sequential):
+    """3×3 convolution, batch norm, ReLU."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+        super().__init__(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU(inplace=True))
+
+
+class SeparableBlock(nn.Module):
+    """Depthwise-separable 3×3 block (MobileNet), with a residual when shapes match.
+
+    Args:
+        cin: Input channels.
+        cout: Output channels.
+        stride: Spatial stride of the depthwise convolution.
+        dilation: Dilation of the depthwise convolution (widens the receptive field for free).
+    """
+
+    def __init__(self, cin: int, cout: int, stride: int = 1, dilation: int = 1) -> None:
+        super().__init__()
+        self.dw = nn.Sequential(nn.Conv2d(cin, cin, 3, stride, dilation, dilation, groups=cin, bias=False),
+                                nn.BatchNorm2d(cin), nn.ReLU(inplace=True))
+        self.pw = nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.pw(self.dw(x))
+        return F.relu(y + x if self.residual else y)
+
+
+class Backbone(nn.Module):
+    """Stem plus separable stages down to ``stride``, then dilated context blocks.
+
+    Args:
+        channels: Channels per stage; the first is the stem (stride 2), each further one halves
+            the resolution until ``stride`` is reached, the rest keep it.
+        stride: Output stride, 4 or 8 (or 16).
+        dilations: Dilations of the context blocks appended at the output stride.
+    """
+
+    def __init__(self, channels: Sequence[int] = (16, 24, 32, 48), stride: int = 8,
+                 dilations: Sequence[int] = (2, 4)) -> None:
+        super().__init__()
+        if stride not in (4, 8, 16):
+            raise ValueError(f"stride must be 4, 8 or 16, got {stride}")
+        n_down = {4: 2, 8: 3, 16: 4}[stride]
+        if len(channels) < n_down:
+            raise ValueError(f"stride {stride} needs at least {n_down} channel entries, got {list(channels)}")
+        layers: list[nn.Module] = [ConvBNReLU(3, channels[0], stride=2)]
+        for i in range(1, len(channels)):
+            layers.append(SeparableBlock(channels[i - 1], channels[i], stride=2 if i < n_down else 1))
+        layers += [SeparableBlock(channels[-1], channels[-1], dilation=d) for d in dilations]
+        self.body = nn.Sequential(*layers)
+        self.out_channels = channels[-1]
+        self.stride = stride
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` in [0, 1] -> ``(B, C, H / s, W / s)``."""
+        return self.body(image - 0.5)
+
+
+class PartDetector(nn.Module):
+    """First model: part likelihood, size and offset maps for every person's parts.
+
+    Args:
+        num_parts: K, the number of part types.
+        channels: Backbone channels per stage.
+        stride: Output stride s.
+        dilations: Dilations of the backbone's context blocks.
+    """
+
+    def __init__(self, num_parts: int = 1, channels: Sequence[int] = (16, 24, 32, 48), stride: int = 8,
+                 dilations: Sequence[int] = (2,)) -> None:
+        super().__init__()
+        self.num_parts = num_parts
+        self.backbone = Backbone(channels, stride, dilations)
+        c = self.backbone.out_channels
+        self.head = nn.Conv2d(c, 5 * num_parts, 1)  # K heat + 2K size + 2K offset
+        nn.init.constant_(self.head.bias[:num_parts], -4.0)  # CenterNet prior: background everywhere
+
+    @property
+    def stride(self) -> int:
+        return self.backbone.stride
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run the detector.
+
+        Args:
+            image: ``(B, 3, H, W)`` float in [0, 1].
+
+        Returns:
+            ``heat (B, K, h, w)`` likelihood in (0, 1); ``size (B, K, 2, h, w)`` part w, h in elements;
+            ``offset (B, K, 2, h, w)`` sub-element x, y offset in elements.
+        """
+        out = self.head(self.backbone(image))  # (B, 5K, h, w)
+        B, _, h, w = out.shape
+        K = self.num_parts
+        heat = _prob(out[:, :K])  # (B, K, h, w)
+        size = F.softplus(out[:, K:3 * K]).view(B, K, 2, h, w)  # (B, K, 2, h, w)
+        offset = out[:, 3 * K:].view(B, K, 2, h, w)  # (B, K, 2, h, w)
+        return heat, size, offset
+
+
+class SubjectModel(nn.Module):
+    """Second model: template-conditioned Siamese tracker with part region maps.
+
+    The template kernel is the search backbone's features pooled inside the target box of the first
+    frame (so template and search share weights and scale). Per search frame, a depthwise
+    cross-correlation with the kernel and a channel gate from the template's mean feature are
+    concatenated with the search features and a motion prior (a Gaussian at the previous position);
+    a small dilated head turns them into the output maps.
+
+    Args:
+        num_parts: K, the number of part region maps.
+        channels: Backbone channels per stage.
+        stride: Output stride s (must equal the part detector's).
+        dilations: Dilations of the backbone's context blocks.
+        head_channels: Width of the prediction head.
+        head_dilations: Dilations of the head's separable blocks.
+        kernel_size: ``(rows, cols)`` of the template kernel (odd numbers).
+        context: Extra border around the target box when pooling the template, as a fraction of
+            the box size.
+    """
+
+    def __init__(self, num_parts: int = 1, channels: Sequence[int] = (16, 24, 32, 48), stride: int = 8,
+                 dilations: Sequence[int] = (2,), head_channels: int = 48,
+                 head_dilations: Sequence[int] = (1, 2, 4), kernel_size: Sequence[int] = (5, 3),
+                 context: float = 0.1) -> None:
+        super().__init__()
+        if any(k % 2 == 0 for k in kernel_size):
+            raise ValueError(f"kernel_size entries must be odd, got {list(kernel_size)}")
+        self.num_parts = num_parts
+        self.kernel_size = (int(kernel_size[0]), int(kernel_size[1]))
+        self.context = context
+        self.backbone = Backbone(channels, stride, dilations)
+        c = self.backbone.out_channels
+        self.template_proj = nn.Conv2d(c, c, 1)
+        self.gate = nn.Linear(c, c)
+        self.fuse = nn.Sequential(nn.Conv2d(2 * c + 1, head_channels, 1, bias=False),
+                                  nn.BatchNorm2d(head_channels), nn.ReLU(inplace=True))
+        self.head_body = nn.Sequential(*[SeparableBlock(head_channels, head_channels, dilation=d)
+                                         for d in head_dilations])
+        self.head = nn.Conv2d(head_channels, 5 + num_parts, 1)  # heat, size 2, offset 2, K regions
+        nn.init.constant_(self.head.bias[0], -4.0)
+
+    @property
+    def stride(self) -> int:
+        return self.backbone.stride
+
+    def template_grid(self, box: torch.Tensor, image_hw: tuple[int, int]) -> torch.Tensor:
+        """Sampling grid of the template kernel inside ``box (B, 4)`` pixels; ``(B, kh, kw, 2)`` in [-1, 1]."""
+        H, W = image_hw
+        kh, kw = self.kernel_size
+        pad = box[:, 2:] * self.context  # (B, 2)
+        x0 = box[:, 0:1] - pad[:, 0:1]  # (B, 1)
+        y0 = box[:, 1:2] - pad[:, 1:2]
+        bw = box[:, 2:3] + 2 * pad[:, 0:1]
+        bh = box[:, 3:4] + 2 * pad[:, 1:2]
+        tx = (torch.arange(kw, dtype=box.dtype, device=box.device) + 0.5) / kw  # (kw,)
+        ty = (torch.arange(kh, dtype=box.dtype, device=box.device) + 0.5) / kh  # (kh,)
+        gx = (x0 + bw * tx) / W * 2 - 1  # (B, kw) normalised, align_corners=False
+        gy = (y0 + bh * ty) / H * 2 - 1  # (B, kh)
+        return torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)  # (B, kh, kw, 2)
+
+    def encode_template(self, image: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+        """Template kernel from the first frame.
+
+        Args:
+            image: ``(B, 3, H, W)`` float in [0, 1].
+            box: ``(B, 4)`` target box x, y, w, h in pixels of ``image``.
+
+        Returns:
+            ``(B, C, kh, kw)`` kernel.
+        """
+        feat = self.backbone(image)  # (B, C, h, w)
+        return self.template_from_features(feat, box, image.shape[-2:])
+
+    def template_from_features(self, feat: torch.Tensor, box: torch.Tensor,
+                               image_hw: tuple[int, int] | torch.Size) -> torch.Tensor:
+        """Pool the kernel from backbone features ``(B, C, h, w)``; returns ``(B, C, kh, kw)``."""
+        grid = self.template_grid(box, (int(image_hw[0]), int(image_hw[1])))  # (B, kh, kw, 2)
+        pooled = F.grid_sample(feat, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return self.template_proj(pooled)  # (B, C, kh, kw)
+
+    def forward(self, image: torch.Tensor, kernel: torch.Tensor, prior: torch.Tensor,
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Track in one search frame per row.
+
+        Args:
+            image: ``(B, 3, H, W)`` float in [0, 1].
+            kernel: ``(B, C, kh, kw)`` from :meth:`encode_template`.
+            prior: ``(B, 1, h, w)`` motion prior (peak-1 Gaussian at the previous position).
+
+        Returns:
+            ``subject heat (B, 1, h, w)`` likelihood in (0, 1); ``size (B, 2, h, w)`` subject w, h in
+            elements; ``offset (B, 2, h, w)`` in elements; ``region (B, K, h, w)`` part region maps
+            in (0, 1).
+        """
+        feat = self.backbone(image)  # (B, C, h, w)
+        return self.forward_features(feat, kernel, prior)
+
+    def forward_features(self, feat: torch.Tensor, kernel: torch.Tensor, prior: torch.Tensor,
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`forward` from backbone features ``(B, C, h, w)``."""
+        B, C, h, w = feat.shape
+        kh, kw = self.kernel_size
+        corr = F.conv2d(feat.reshape(1, B * C, h, w), kernel.reshape(B * C, 1, kh, kw),
+                        padding=(kh // 2, kw // 2), groups=B * C).reshape(B, C, h, w)  # (B, C, h, w)
+        corr = corr / (kh * kw)
+        gate = torch.sigmoid(self.gate(kernel.mean(dim=(2, 3))))[:, :, None, None]  # (B, C, 1, 1)
+        x = self.fuse(torch.cat([corr, feat * gate, prior], dim=1))  # (B, Ch, h, w)
+        out = self.head(self.head_body(x))  # (B, 5 + K, h, w)
+        heat = _prob(out[:, 0:1])  # (B, 1, h, w)
+        size = F.softplus(out[:, 1:3])  # (B, 2, h, w)
+        offset = out[:, 3:5]  # (B, 2, h, w)
+        region = _prob(out[:, 5:])  # (B, K, h, w)
+        return heat, size, offset, region

@@ -1,0 +1,349 @@
+"""LightningModules: the part detector (``fit-parts``) and the tracking-subject model (``fit``).
+
+:class:`TrackerModule` implements the learning method of claims 1–3: the frozen first model's part
+likelihood map times the second model's part region map (S104) is pulled towards a Gaussian at
+``round(part centre / size ratio)`` of the *tracked* person's part with the cross entropy of
+formula (2) (S105); the subject loss (S106) is added linearly and only the second model is updated
+(S107). With ``temporal_n >= 2`` the third embodiment's consistency loss against the moving average
+of the last ``n`` stored region maps is added (S108–S110).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from adaptrack.common.training import check_finite
+from adaptrack.track.batch import augment
+from adaptrack.track.checkpoints import META_KEY, load_part_detector
+from adaptrack.track.data.types import ClipBatch
+from adaptrack.track.geometry import (
+    Normalization,
+    box_centre,
+    centernet_targets,
+    decode_peak,
+    gaussian_maps,
+    points_in_boxes,
+    size_ratio,
+)
+from adaptrack.track.losses import focal_loss, map_bce, masked_l1
+from adaptrack.track.models import PartDetector, SubjectModel
+from adaptrack.track.temporal import RegionMapBuffer
+
+
+def _images(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(..., 3, H, W)`` -> float in [0, 1], leading dims flattened to ``(N, 3, H, W)``."""
+    return frames.reshape(-1, *frames.shape[-3:]).float() / 255.0
+
+
+def _cosine_schedule(optimizer: torch.optim.Optimizer, total: int, warmup: int) -> dict[str, Any]:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return {"scheduler": sched, "interval": "step"}
+
+
+class PartDetectorModule(pl.LightningModule):
+    """Trains the first model on every person's parts, CenterNet style (S102).
+
+    Args:
+        parts: Part names, in the order of the data's part boxes (linked from the data module).
+        channels: Backbone channels per stage.
+        stride: Output stride of the maps (4 or 8).
+        dilations: Dilations of the backbone's context blocks.
+        lr: Peak learning rate (AdamW, warm-up then cosine decay).
+        weight_decay: AdamW weight decay.
+        warmup_steps: Linear warm-up steps.
+        size_weight: Weight of the size L1 loss.
+        offset_weight: Weight of the offset L1 loss.
+        sigma_scale: Target Gaussian σ as a fraction of the part's size (in map elements).
+        min_sigma: Smallest target σ in map elements.
+        flip_prob: Probability of a left-right flip of a batch.
+        crop_size: Train on random square windows of this side (cheaper; the network is fully
+            convolutional); ``None`` trains on full frames.
+    """
+
+    def __init__(self, parts: list[str] | None = None, channels: list[int] | None = None, stride: int = 8,
+                 dilations: list[int] | None = None, lr: float = 3e-3, weight_decay: float = 1e-4,
+                 warmup_steps: int = 50, size_weight: float = 0.1, offset_weight: float = 1.0,
+                 sigma_scale: float = 0.15, min_sigma: float = 0.6, flip_prob: float = 0.5,
+                 crop_size: int | None = 128) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.parts = list(parts or ["head"])
+        self.model_config = {"num_parts": len(self.parts), "channels": list(channels or [16, 24, 32, 48]),
+                             "stride": stride, "dilations": list(dilations or [2])}
+        self.part_model = PartDetector(**self.model_config)
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """See :meth:`PartDetector.forward`."""
+        return self.part_model(image)
+
+    def _loss(self, batch: ClipBatch) -> dict[str, torch.Tensor]:
+        x = _images(batch.frames)  # (N, 3, H, W)
+        heat, size, offset = self.part_model(x)  # (N, K, h, w), (N, K, 2, h, w) x2
+        N, K, h, w = heat.shape
+        ratio = size_ratio((x.shape[-1], x.shape[-2]), (w, h))
+        boxes = torch.cat([batch.target_parts[:, :, None], batch.other_parts], dim=2)  # (B, T, 1+M, K, 4)
+        boxes = boxes.reshape(N, -1, K, 4).permute(0, 2, 1, 3).reshape(N * K, -1, 4)  # (N*K, 1+M, 4)
+        g_heat, g_size, g_off, mask = centernet_targets(boxes, (h, w), ratio, self.hparams.sigma_scale,
+                                                        self.hparams.min_sigma)  # (N*K, h, w) ...
+        l_heat = focal_loss(heat.reshape(N * K, h, w), g_heat)
+        l_size = masked_l1(size.reshape(N * K, 2, h, w), g_size, mask)
+        l_off = masked_l1(offset.reshape(N * K, 2, h, w), g_off, mask)
+        loss = l_heat + self.hparams.size_weight * l_size + self.hparams.offset_weight * l_off
+        return {"loss": loss, "heat": l_heat, "size": l_size, "offset": l_off}
+
+    def training_step(self, batch: ClipBatch, batch_idx: int) -> torch.Tensor:
+        clips = augment(batch, self.hparams.flip_prob, self.hparams.crop_size)
+        losses = self._loss(clips)
+        check_finite(losses["loss"], self.global_step, losses)
+        self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=False,
+                      batch_size=clips.frames.shape[0], on_step=True, on_epoch=True)
+        self.log("loss", losses["loss"], prog_bar=True, logger=False, batch_size=clips.frames.shape[0])
+        return losses["loss"]
+
+    def validation_step(self, batch: ClipBatch, batch_idx: int) -> None:
+        losses = self._loss(batch)
+        bs = batch.frames.shape[0]
+        self.log_dict({f"val/{k}": v for k, v in losses.items() if k != "loss"}, batch_size=bs)
+        self.log("val/loss", losses["loss"], prog_bar=True, batch_size=bs)
+
+    def configure_optimizers(self) -> Any:
+        opt = torch.optim.AdamW(self.part_model.parameters(), lr=self.hparams.lr,
+                                weight_decay=self.hparams.weight_decay)
+        total = int(self.trainer.estimated_stepping_batches) if self._trainer is not None else 1000
+        return {"optimizer": opt, "lr_scheduler": _cosine_schedule(opt, total, self.hparams.warmup_steps)}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[META_KEY] = {"kind": "parts", "parts": self.parts, "part_model": self.model_config}
+
+
+class TrackerModule(pl.LightningModule):
+    """Trains the second model with the frozen first model (S101–S107, claims 1–3).
+
+    Args:
+        part_checkpoint: Checkpoint of ``adaptrack track fit-parts`` (the frozen first model).
+        parts: Part names (linked from the data module); must match the part detector's.
+        channels: Second model's backbone channels per stage.
+        dilations: Dilations of the backbone's context blocks.
+        head_channels: Width of the prediction head.
+        head_dilations: Dilations of the head's separable blocks.
+        kernel_size: ``[rows, cols]`` of the template kernel (odd).
+        context: Border around the target box when pooling the template, relative to box size.
+        lr: Peak learning rate (AdamW, warm-up then cosine decay).
+        weight_decay: AdamW weight decay.
+        warmup_steps: Linear warm-up steps.
+        element_weight: Weight of the element-product loss (S105).
+        subject_weight: Weight of the subject loss (S106: heatmap + size + offset).
+        size_weight: Weight of the subject size L1 inside the subject loss.
+        offset_weight: Weight of the subject offset L1 inside the subject loss.
+        gt_normalization: Correct-answer map: ``"patent"`` (formula (1), 1/(2πσ²)) or ``"peak1"``.
+        gt_sigma: σ of the correct-answer Gaussian in map elements (formula (1): 1).
+        temporal_n: Past region maps averaged for the consistency loss (third embodiment);
+            0 disables it, otherwise ≥ 2.
+        temporal_weight: Weight of the consistency loss.
+        prior_sigma: σ of the motion prior as a fraction of the box's geometric-mean side.
+        prior_jitter: Random shift of the training prior, as a fraction of the box size.
+        flip_prob: Probability of a left-right flip of a batch.
+        crop_size: Train on random square windows of this side around the template box (the same
+            window in all frames of a clip); ``None`` trains on full frames.
+        temporal_max_gap: Largest frame-index step between stored region maps that still counts
+            as consecutive (clips are drawn with strides up to the data module's ``max_stride``).
+    """
+
+    def __init__(self, part_checkpoint: str, parts: list[str] | None = None,
+                 channels: list[int] | None = None, dilations: list[int] | None = None,
+                 head_channels: int = 48, head_dilations: list[int] | None = None,
+                 kernel_size: list[int] | None = None, context: float = 0.1, lr: float = 3e-3,
+                 weight_decay: float = 1e-4, warmup_steps: int = 50, element_weight: float = 1.0,
+                 subject_weight: float = 1.0, size_weight: float = 0.1, offset_weight: float = 1.0,
+                 gt_normalization: Normalization = "patent", gt_sigma: float = 1.0, temporal_n: int = 0,
+                 temporal_weight: float = 0.5, prior_sigma: float = 0.5, prior_jitter: float = 0.15,
+                 flip_prob: float = 0.5, crop_size: int | None = 160, temporal_max_gap: int = 3) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        part_model, part_meta = load_part_detector(part_checkpoint)
+        self.parts = list(parts or part_meta["parts"])
+        if self.parts != list(part_meta["parts"]):
+            raise ValueError(f"parts {self.parts} differ from the part detector's {part_meta['parts']} "
+                             f"({part_checkpoint})")
+        self.part_config = dict(part_meta["part_model"])
+        self.part_model = part_model.requires_grad_(False).eval()
+        self.subject_config = {
+            "num_parts": len(self.parts), "channels": list(channels or [16, 24, 32, 48]),
+            "stride": self.part_model.stride, "dilations": list(dilations or [2]),
+            "head_channels": head_channels, "head_dilations": list(head_dilations or [1, 2, 4]),
+            "kernel_size": list(kernel_size or [5, 3]), "context": context}
+        self.subject_model = SubjectModel(**self.subject_config)
+        if temporal_n == 1 or temporal_n < 0:
+            raise ValueError(f"temporal_n must be 0 (off) or >= 2, got {temporal_n}")
+        self.buffer = RegionMapBuffer(temporal_n, temporal_max_gap) if temporal_n else None
+
+    def train(self, mode: bool = True) -> TrackerModule:
+        """Like :meth:`nn.Module.train`, but the frozen part detector stays in eval mode."""
+        super().train(mode)
+        self.part_model.eval()
+        return self
+
+    # ---------------------------------------------------------------------------------- maps
+    def prior_maps(self, boxes: torch.Tensor, map_hw: tuple[int, int], ratio: tuple[float, float],
+                   ) -> torch.Tensor:
+        """Motion prior: peak-1 Gaussian at each box centre; ``(N, 4) -> (N, 1, h, w)``."""
+        sigma = (boxes[:, 2:] / boxes.new_tensor(ratio)).clamp(min=1e-3).prod(-1).sqrt()  # (N,)
+        sigma = (sigma * self.hparams.prior_sigma).clamp(min=1.0)
+        return gaussian_maps(box_centre(boxes)[:, None], map_hw, ratio, sigma=sigma[:, None],
+                             normalization="peak1", rounded=False)[:, None]
+
+    def _previous_boxes(self, batch: ClipBatch, jitter: float) -> torch.Tensor:
+        """Box each frame's prior is centred on: the previous frame's target (frame 0: the template)."""
+        prev = torch.cat([batch.template_box[:, None], batch.target_box[:, :-1]], dim=1)  # (B, T, 4)
+        # An absent previous target falls back to the template box.
+        prev = torch.where(torch.isfinite(prev), prev, batch.template_box[:, None].expand_as(prev))
+        if jitter > 0:
+            shift = (torch.rand_like(prev[..., :2]) * 2 - 1) * jitter * prev[..., 2:]  # (B, T, 2)
+            prev = torch.cat([prev[..., :2] + shift, prev[..., 2:]], dim=-1)
+        return prev.reshape(-1, 4)  # (N, 4)
+
+    def compute(self, batch: ClipBatch, jitter: float = 0.0) -> dict[str, torch.Tensor]:
+        """Run both models on a batch and return every map needed for the losses.
+
+        Returns:
+            ``part (N, K, h, w)`` frozen part likelihood; ``heat (N, 1, h, w)``, ``size``,
+            ``offset (N, 2, h, w)`` subject maps; ``region (N, K, h, w)``; ``product (N, K, h, w)``.
+        """
+        B, T = batch.frames.shape[:2]
+        x = _images(batch.frames)  # (N, 3, H, W)
+        with torch.no_grad():
+            part, _, _ = self.part_model(x)  # (N, K, h, w)
+        feat = self.subject_model.backbone(x)  # (N, C, h, w)
+        h, w = feat.shape[-2:]
+        ratio = size_ratio((x.shape[-1], x.shape[-2]), (w, h))
+        feat0 = feat.reshape(B, T, *feat.shape[1:])[:, 0]  # (B, C, h, w)
+        kernel = self.subject_model.template_from_features(feat0, batch.template_box, x.shape[-2:])
+        kernel = kernel[:, None].expand(B, T, *kernel.shape[1:]).reshape(B * T, *kernel.shape[1:])
+        prior = self.prior_maps(self._previous_boxes(batch, jitter), (h, w), ratio)  # (N, 1, h, w)
+        heat, size, offset, region = self.subject_model.forward_features(feat, kernel, prior)
+        product = part.detach() * region  # (N, K, h, w)  S104: element product map
+        return {"part": part, "heat": heat, "size": size, "offset": offset, "region": region,
+                "product": product, "ratio": torch.tensor(ratio)}
+
+    def correct_answer_maps(self, target_parts: torch.Tensor, map_hw: tuple[int, int],
+                            ratio: tuple[float, float]) -> torch.Tensor:
+        """Correct-answer maps of the tracked person's parts (¶38–44); ``(N, K, 4) -> (N, K, h, w)``."""
+        N, K = target_parts.shape[:2]
+        centres = box_centre(target_parts).reshape(N * K, 1, 2)  # (N*K, 1, 2)
+        gt = gaussian_maps(centres, map_hw, ratio, sigma=self.hparams.gt_sigma,
+                           normalization=self.hparams.gt_normalization)  # (N*K, h, w)
+        return gt.reshape(N, K, *map_hw)
+
+    # -------------------------------------------------------------------------------- losses
+    def losses(self, batch: ClipBatch, maps: dict[str, torch.Tensor], temporal: bool,
+               ) -> dict[str, torch.Tensor]:
+        """S105 element-product loss, S106 subject loss, S110 consistency loss and their linear sum."""
+        B, T = batch.frames.shape[:2]
+        N, K, h, w = maps["region"].shape
+        ratio = tuple(float(r) for r in maps["ratio"])
+        gt_part = self.correct_answer_maps(batch.target_parts.reshape(N, K, 4), (h, w), ratio)
+        l_elem = map_bce(maps["product"], gt_part)  # formula (2) over all elements
+        g_heat, g_size, g_off, mask = centernet_targets(batch.target_box.reshape(N, 1, 4), (h, w), ratio)
+        l_heat = focal_loss(maps["heat"][:, 0], g_heat)
+        l_size = masked_l1(maps["size"], g_size, mask)
+        l_off = masked_l1(maps["offset"], g_off, mask)
+        l_subj = l_heat + self.hparams.size_weight * l_size + self.hparams.offset_weight * l_off
+        loss = self.hparams.element_weight * l_elem + self.hparams.subject_weight * l_subj
+        out = {"element": l_elem, "subject": l_subj, "subject_heat": l_heat, "subject_size": l_size,
+               "subject_offset": l_off}
+        if temporal and self.buffer is not None:
+            l_tc = self.temporal_loss(batch, maps["region"].reshape(B, T, K, h, w))
+            out["temporal"] = l_tc
+            loss = loss + self.hparams.temporal_weight * l_tc
+        out["loss"] = loss
+        return out
+
+    def temporal_loss(self, batch: ClipBatch, region: torch.Tensor) -> torch.Tensor:
+        """Consistency with the moving average of the last n stored region maps (S108–S110).
+
+        Frames are visited in time order; a frame's map is compared with the average of the n maps
+        stored before it (if its stream has n), then stored. Streams are keyed by (sequence, track);
+        the store is emptied before every training batch, because each clip is cut from a
+        different window (and maybe flipped), so maps of different clips are not comparable.
+
+        Args:
+            batch: The clips (for sequence, track and frame indices).
+            region: ``(B, T, K, h, w)`` current region maps.
+
+        Returns:
+            Mean formula-(2) BCE over the frames that had n past maps (0 if none had).
+        """
+        assert self.buffer is not None
+        terms = []
+        for t in range(region.shape[1]):
+            for b in range(region.shape[0]):
+                key = (batch.sequences[b], int(batch.track_ids[b]))
+                frame = int(batch.frame_indices[b][t])
+                avg = self.buffer.average(key, frame)
+                if avg is not None:
+                    terms.append(map_bce(region[b, t], avg))
+                self.buffer.push(key, frame, region[b, t])
+        return torch.stack(terms).mean() if terms else region.sum() * 0.0
+
+    # ------------------------------------------------------------------------------- lightning
+    def training_step(self, batch: ClipBatch, batch_idx: int) -> torch.Tensor:
+        clips = augment(batch, self.hparams.flip_prob, self.hparams.crop_size)
+        if self.buffer is not None:
+            self.buffer.clear()
+        maps = self.compute(clips, jitter=self.hparams.prior_jitter)
+        losses = self.losses(clips, maps, temporal=True)
+        check_finite(losses["loss"], self.global_step, losses)
+        self.log_dict({f"train/{k}": v for k, v in losses.items()}, on_step=True, on_epoch=True,
+                      batch_size=clips.frames.shape[0])
+        self.log("loss", losses["loss"], prog_bar=True, logger=False, batch_size=clips.frames.shape[0])
+        return losses["loss"]
+
+    def validation_step(self, batch: ClipBatch, batch_idx: int) -> None:
+        maps = self.compute(batch)
+        losses = self.losses(batch, maps, temporal=False)
+        bs = batch.frames.shape[0]
+        self.log_dict({f"val/{k}": v for k, v in losses.items() if k != "loss"}, batch_size=bs)
+        self.log("val/loss", losses["loss"], prog_bar=True, batch_size=bs)
+        hit, wrong = self.association_rates(batch, maps)
+        self.log("val/part_hit", hit, prog_bar=True, batch_size=bs)
+        self.log("val/wrong_person", wrong, prog_bar=True, batch_size=bs)
+
+    @staticmethod
+    def association_rates(batch: ClipBatch, maps: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Share of visible target parts whose element-product peak lies in the right / another part box."""
+        N, K, h, w = maps["product"].shape
+        ratio = tuple(float(r) for r in maps["ratio"])
+        flat = maps["product"].reshape(N * K, h, w)
+        part_size = torch.zeros(N * K, 2, h, w)
+        # Offsets come from the part detector at inference; here the element position suffices.
+        pos, _, _, _ = decode_peak(flat, part_size, part_size, ratio)  # (N*K, 2)
+        target = batch.target_parts.reshape(N * K, 4)
+        others = batch.other_parts.permute(0, 1, 3, 2, 4).reshape(N * K, -1, 4)  # (N*K, M, 4)
+        visible = torch.isfinite(target).all(-1)
+        hit = points_in_boxes(pos, target) & visible
+        wrong = points_in_boxes(pos[:, None], others).any(-1) & visible & ~hit
+        n = visible.sum().clamp(min=1)
+        return hit.sum() / n, wrong.sum() / n
+
+    def configure_optimizers(self) -> Any:
+        opt = torch.optim.AdamW(self.subject_model.parameters(), lr=self.hparams.lr,
+                                weight_decay=self.hparams.weight_decay)
+        total = int(self.trainer.estimated_stepping_batches) if self._trainer is not None else 1000
+        return {"optimizer": opt, "lr_scheduler": _cosine_schedule(opt, total, self.hparams.warmup_steps)}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[META_KEY] = {
+            "kind": "tracker", "parts": self.parts, "part_model": self.part_config,
+            "subject_model": self.subject_config,
+            "tracker": {"prior_sigma": self.hparams.prior_sigma}}
+

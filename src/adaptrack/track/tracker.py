@@ -1,0 +1,245 @@
+"""Inference (second embodiment, ¶53–61, claims 5–6): follow one person and report their parts.
+
+Per frame (S201–S205): the part detector gives the part likelihood map (S202), the subject model the
+subject maps and the part region map (S203); their element product (S204) is decoded at its maximum
+into the part position, ``peak × ratio + offset × ratio``, with the part size read from the part
+detector's size map at the peak (S205, ¶61).
+
+The :class:`Tracker` only loads weights; two interchangeable backends run the networks:
+:class:`TorchBackend` (PyTorch) and :class:`~adaptrack.track.onnx_export.OnnxBackend` (onnxruntime).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from adaptrack.common.errors import DataError
+from adaptrack.track.checkpoints import load_models
+from adaptrack.track.geometry import (
+    Ratio,
+    box_centre,
+    centre_size_to_xywh,
+    decode_peak,
+    gaussian_maps,
+    scale_boxes,
+    size_ratio,
+)
+from adaptrack.track.models import PartDetector, SubjectModel
+
+Maps = tuple[torch.Tensor, ...]
+
+
+class Backend(Protocol):
+    """What the tracker needs from the networks (all tensors float32, batch 1)."""
+
+    def template(self, image: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+        """``(1, 3, S, S)``, ``(1, 4)`` -> kernel ``(1, C, kh, kw)``."""
+
+    def parts(self, image: torch.Tensor) -> Maps:
+        """``(1, 3, S, S)`` -> heat ``(1, K, h, w)``, size, offset ``(1, K, 2, h, w)``."""
+
+    def subject(self, image: torch.Tensor, kernel: torch.Tensor, prior: torch.Tensor) -> Maps:
+        """-> heat ``(1, 1, h, w)``, size, offset ``(1, 2, h, w)``, region ``(1, K, h, w)``."""
+
+
+class TorchBackend:
+    """PyTorch backend (eval mode, inference mode).
+
+    Args:
+        part_model: First model.
+        subject_model: Second model.
+    """
+
+    def __init__(self, part_model: PartDetector, subject_model: SubjectModel) -> None:
+        self.part_model = part_model.eval()
+        self.subject_model = subject_model.eval()
+
+    @torch.inference_mode()
+    def template(self, image: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+        return self.subject_model.encode_template(image, box)
+
+    @torch.inference_mode()
+    def parts(self, image: torch.Tensor) -> Maps:
+        return self.part_model(image)
+
+    @torch.inference_mode()
+    def subject(self, image: torch.Tensor, kernel: torch.Tensor, prior: torch.Tensor) -> Maps:
+        return self.subject_model(image, kernel, prior)
+
+
+@dataclass
+class PartResult:
+    """One part of the tracked person in one frame (pixels of the original frame).
+
+    Attributes:
+        name: Part name.
+        position: ``(x, y)`` centre.
+        size: ``(w, h)``.
+        score: Element-product value at the peak.
+    """
+
+    name: str
+    position: tuple[float, float]
+    size: tuple[float, float]
+    score: float
+
+    @property
+    def box(self) -> tuple[float, float, float, float]:
+        """``(x, y, w, h)`` part box."""
+        (x, y), (w, h) = self.position, self.size
+        return (x - w / 2, y - h / 2, w, h)
+
+
+@dataclass
+class TrackResult:
+    """The tracked person in one frame (pixels of the original frame).
+
+    Attributes:
+        box: Subject box ``(x, y, w, h)``.
+        score: Subject likelihood at the peak.
+        parts: One result per part.
+    """
+
+    box: tuple[float, float, float, float]
+    score: float
+    parts: list[PartResult]
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready dictionary."""
+        return {"box": list(self.box), "score": self.score,
+                "parts": [{"name": p.name, "position": list(p.position), "size": list(p.size),
+                           "score": p.score} for p in self.parts]}
+
+
+@dataclass
+class PartMaps:
+    """The part detector's maps of the last frame, kept for baselines and visualisation.
+
+    Attributes:
+        heat: ``(K, h, w)`` part likelihood.
+        size: ``(K, 2, h, w)`` part size in elements.
+        offset: ``(K, 2, h, w)`` part offset in elements.
+        product: ``(K, h, w)`` element product with the region maps.
+        ratio: Size ratio between the original frame and the maps.
+    """
+
+    heat: torch.Tensor
+    size: torch.Tensor
+    offset: torch.Tensor
+    product: torch.Tensor
+    ratio: Ratio
+
+
+def frame_tensor(frame: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Accept ``(3, H, W)`` uint8 tensors or ``(H, W, 3)`` uint8 arrays; returns ``(3, H, W)`` uint8."""
+    if isinstance(frame, np.ndarray):
+        if frame.ndim != 3 or frame.shape[2] not in (3, 4):
+            raise ValueError(f"expected an (H, W, 3) image array, got shape {frame.shape}")
+        return torch.from_numpy(np.ascontiguousarray(frame[..., :3])).permute(2, 0, 1)
+    if frame.dim() != 3 or frame.shape[0] != 3:
+        raise ValueError(f"expected a (3, H, W) image tensor, got shape {tuple(frame.shape)}")
+    return frame
+
+
+class Tracker:
+    """Single-target part-aware tracker.
+
+    Args:
+        backend: Runs the networks (:class:`TorchBackend` or ``OnnxBackend``).
+        parts: Part names, in map order.
+        stride: Map stride of the networks.
+        input_size: Side of the square network input.
+        prior_sigma: σ of the motion prior as a fraction of the box's geometric-mean side.
+    """
+
+    def __init__(self, backend: Backend, parts: list[str], stride: int = 8, input_size: int = 256,
+                 prior_sigma: float = 0.5) -> None:
+        if input_size % stride:
+            raise ValueError(f"input_size {input_size} must be a multiple of the stride {stride}")
+        self.backend = backend
+        self.parts = list(parts)
+        self.input_size = input_size
+        self.map_hw = (input_size // stride, input_size // stride)
+        self.net_ratio = size_ratio((input_size, input_size), self.map_hw[::-1])
+        self.prior_sigma = prior_sigma
+        self.kernel: torch.Tensor | None = None
+        self.box: torch.Tensor | None = None  # (4,) original pixels
+        self.last_maps: PartMaps | None = None
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, input_size: int = 256) -> Tracker:
+        """PyTorch tracker from a ``fit`` checkpoint."""
+        part, subject, meta = load_models(path)
+        return cls(TorchBackend(part, subject), meta["parts"], subject.stride, input_size,
+                   float(meta.get("tracker", {}).get("prior_sigma", 0.5)))
+
+    # -------------------------------------------------------------------------- preprocessing
+    def _prepare(self, frame: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, tuple[float, float]]:
+        """Frame -> network input ``(1, 3, S, S)`` float and the scale ``(S / W, S / H)``."""
+        img = frame_tensor(frame)  # (3, H, W) uint8
+        H, W = img.shape[-2:]
+        S = self.input_size
+        x = img[None].float()  # (1, 3, H, W)
+        if (H, W) != (S, S):
+            x = F.interpolate(x, size=(S, S), mode="bilinear", antialias=True,
+                              align_corners=False).round().clamp(0, 255)  # (1, 3, S, S)
+        return x / 255.0, (S / W, S / H)
+
+    def initialize(self, frame: torch.Tensor | np.ndarray, box: tuple[float, float, float, float],
+                   frame_name: str = "frame 0") -> None:
+        """Start tracking the person in ``box`` (x, y, w, h pixels) of ``frame``.
+
+        Raises:
+            DataError: The box has no positive size or its centre lies outside the frame.
+        """
+        img = frame_tensor(frame)
+        H, W = img.shape[-2:]
+        b = torch.tensor([float(v) for v in box])
+        cx, cy = float(b[0] + b[2] / 2), float(b[1] + b[3] / 2)
+        if not bool(torch.isfinite(b).all()) or b[2] <= 0 or b[3] <= 0:
+            raise DataError(f"initial box {tuple(box)} needs a positive width and height", frame_name)
+        if not (0 <= cx <= W and 0 <= cy <= H):
+            raise DataError(f"initial box {tuple(box)} is outside the {W}x{H} frame (centre "
+                            f"({cx:.1f}, {cy:.1f}))", frame_name)
+        x, (sx, sy) = self._prepare(img)
+        self.kernel = self.backend.template(x, scale_boxes(b, sx, sy)[None])  # (1, C, kh, kw)
+        self.box = b
+
+    def _prior(self, box_net: torch.Tensor) -> torch.Tensor:
+        """Motion prior ``(1, 1, h, w)`` around ``box_net (4,)`` in network pixels."""
+        sigma = (box_net[2:] / box_net.new_tensor(self.net_ratio)).clamp(min=1e-3).prod().sqrt()
+        sigma = (sigma * self.prior_sigma).clamp(min=1.0)
+        return gaussian_maps(box_centre(box_net)[None, None], self.map_hw, self.net_ratio,
+                             sigma=sigma.view(1, 1), normalization="peak1", rounded=False)[:, None]
+
+    def track(self, frame: torch.Tensor | np.ndarray) -> TrackResult:
+        """Locate the subject and its parts in the next frame (S201–S205).
+
+        Raises:
+            RuntimeError: :meth:`initialize` was not called.
+        """
+        if self.kernel is None or self.box is None:
+            raise RuntimeError("call Tracker.initialize(frame, box) before track()")
+        img = frame_tensor(frame)
+        H, W = img.shape[-2:]
+        x, (sx, sy) = self._prepare(img)
+        part_heat, part_size, part_offset = self.backend.parts(x)  # (1, K, h, w), (1, K, 2, h, w) x2
+        prior = self._prior(scale_boxes(self.box, sx, sy))  # (1, 1, h, w)
+        heat, size, offset, region = self.backend.subject(x, self.kernel, prior)
+        h, w = heat.shape[-2:]
+        ratio = size_ratio((W, H), (w, h))  # original frame vs map
+        centre, wh, score, _ = decode_peak(heat[:, 0], size, offset, ratio)  # (1, 2), (1, 2), (1,)
+        box = centre_size_to_xywh(centre, wh)[0]  # (4,)
+        product = part_heat[0] * region[0]  # (K, h, w)  S204
+        pos, psize, pscore, _ = decode_peak(product, part_size[0], part_offset[0], ratio)  # (K, 2) ...
+        self.box = box
+        self.last_maps = PartMaps(part_heat[0], part_size[0], part_offset[0], product, ratio)
+        parts = [PartResult(name, (float(pos[k, 0]), float(pos[k, 1])), (float(psize[k, 0]), float(psize[k, 1])),
+                            float(pscore[k])) for k, name in enumerate(self.parts)]
+        return TrackResult(tuple(float(v) for v in box), float(score[0]), parts)

@@ -1,0 +1,56 @@
+"""Evaluation tallies and the two baselines on hand-made part maps."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from adaptrack.track.evaluate import PartTally, SubjectTally, peak_in_box, peak_nearest
+from adaptrack.track.tracker import PartMaps
+
+
+def test_part_tally_hit_wrong_miss_and_error() -> None:
+    tally = PartTally()
+    target = torch.tensor([10.0, 10.0, 10.0, 10.0])
+    others = torch.tensor([[30.0, 10.0, 10.0, 10.0], [float("nan")] * 4])
+    tally.add(torch.tensor([15.0, 15.0]), target, others)  # hit, error 0
+    tally.add(torch.tensor([35.0, 15.0]), target, others)  # wrong person, error 20 / 10
+    tally.add(torch.tensor([80.0, 80.0]), target, others)  # miss
+    tally.add(torch.tensor([float("nan")] * 2), target, others)  # no prediction: miss
+    row = tally.row()
+    assert (row["hit %"], row["wrong %"], row["miss %"], row["frames"]) == (25.0, 25.0, 50.0, 4)
+    assert row["err/size"] == pytest.approx((0 + 2 + math.hypot(65, 65) / 10) / 3)
+
+
+def test_subject_tally_auc_and_precision() -> None:
+    tally = SubjectTally()
+    gt = torch.tensor([0.0, 0.0, 10.0, 10.0])
+    tally.add(gt.clone(), gt)  # IoU 1, error 0
+    tally.add(torch.tensor([100.0, 0.0, 10.0, 10.0]), gt)  # IoU 0, error 100
+    row = tally.row()
+    assert row["P@20"] == 0.5
+    assert row["AUC"] == pytest.approx(0.5 * 20 / 21)  # IoU 1 is above every threshold but 1
+
+
+def _maps() -> PartMaps:
+    heat = torch.zeros(1, 8, 8)
+    heat[0, 1, 2] = 0.9  # a strong head at (16, 8): the other person
+    heat[0, 2, 5] = 0.6  # the target's head at (40, 16)
+    z = torch.zeros(1, 2, 8, 8)
+    return PartMaps(heat, z, z, heat.clone(), (8.0, 8.0))
+
+
+def test_baseline_a_takes_the_strongest_peak_inside_the_box() -> None:
+    maps = _maps()
+    assert peak_in_box(maps, 0, torch.tensor([0.0, 0.0, 64.0, 64.0])).tolist() == [16.0, 8.0]
+    assert peak_in_box(maps, 0, torch.tensor([30.0, 10.0, 20.0, 40.0])).tolist() == [40.0, 16.0]
+
+
+def test_baseline_b_takes_the_peak_nearest_the_expected_position() -> None:
+    maps = _maps()
+    box = torch.tensor([30.0, 12.0, 20.0, 40.0])  # top-centre (40, 16)
+    assert peak_nearest(maps, 0, box, (0.5, 0.1), threshold=0.3).tolist() == [40.0, 16.0]
+    # below the threshold no peak qualifies: falls back to the global maximum
+    assert peak_nearest(maps, 0, box, (0.5, 0.1), threshold=0.95).tolist() == [16.0, 8.0]

@@ -1,0 +1,102 @@
+"""Geometry: the ¶40–44 example, Gaussian correct-answer maps, CenterNet targets, peak decoding."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from adaptrack.track.geometry import (
+    box_iou,
+    centernet_targets,
+    centre_to_cell,
+    decode_peak,
+    gaussian_maps,
+    local_peaks,
+    points_in_boxes,
+    size_ratio,
+    xywh_to_xyxy,
+    xyxy_to_xywh,
+)
+
+
+def test_patent_example_paragraphs_40_to_44() -> None:
+    ratio = size_ratio((720, 480), (24, 16))
+    assert ratio == (30.0, 30.0)
+    mu = centre_to_cell(torch.tensor([325.0, 40.0]), ratio)
+    assert mu.tolist() == [11.0, 1.0]
+
+
+def test_correct_answer_map_peaks_at_average_vector_with_formula_1_normalisation() -> None:
+    gt = gaussian_maps(torch.tensor([[[325.0, 40.0]]]), (16, 24), (30.0, 30.0))  # (1, 16, 24)
+    assert gt.shape == (1, 16, 24)
+    y, x = divmod(int(gt[0].argmax()), 24)
+    assert (x, y) == (11, 1)
+    assert gt.max().item() == pytest.approx(1 / (2 * math.pi))
+    # one element away: exp(-1/2) / (2π)
+    assert gt[0, 1, 12].item() == pytest.approx(math.exp(-0.5) / (2 * math.pi))
+    peak1 = gaussian_maps(torch.tensor([[[325.0, 40.0]]]), (16, 24), (30.0, 30.0), normalization="peak1")
+    assert peak1.max().item() == pytest.approx(1.0)
+
+
+def test_gaussian_maps_skip_nan_and_combine_by_max() -> None:
+    centres = torch.tensor([[[8.0, 8.0], [float("nan"), float("nan")], [40.0, 8.0]]])
+    g = gaussian_maps(centres, (8, 8), (8.0, 8.0), normalization="peak1")
+    assert g[0, 1, 1] == 1.0 and g[0, 1, 5] == 1.0
+    empty = gaussian_maps(torch.full((1, 1, 2), float("nan")), (8, 8), (8.0, 8.0))
+    assert empty.abs().sum() == 0
+
+
+def test_rounding_is_half_up_not_half_even() -> None:
+    assert centre_to_cell(torch.tensor([75.0, 45.0]), (30.0, 30.0)).tolist() == [3.0, 2.0]  # 2.5 -> 3, 1.5 -> 2
+
+
+def test_box_conversions_iou_and_containment() -> None:
+    b = torch.tensor([[10.0, 20.0, 30.0, 40.0]])
+    assert torch.equal(xyxy_to_xywh(xywh_to_xyxy(b)), b)
+    assert box_iou(b, b).item() == pytest.approx(1.0)
+    shifted = torch.tensor([[25.0, 20.0, 30.0, 40.0]])
+    assert box_iou(b, shifted).item() == pytest.approx(15 * 40 / (2 * 30 * 40 - 15 * 40))
+    pts = torch.tensor([[10.0, 20.0], [41.0, 30.0]])
+    assert points_in_boxes(pts, b).tolist() == [True, False]
+
+
+def test_centernet_targets_offset_and_size() -> None:
+    boxes = torch.tensor([[[100.0, 50.0, 20.0, 10.0]]])  # centre (110, 55)
+    heat, size, offset, mask = centernet_targets(boxes, (16, 24), (8.0, 8.0))
+    cx, cy = round(110 / 8 + 1e-9), round(55 / 8)  # 13.75 -> 14, 6.875 -> 7
+    assert mask[0].nonzero().tolist() == [[cy, cx]]
+    assert heat[0, cy, cx] == 1.0
+    assert offset[0, :, cy, cx].tolist() == pytest.approx([110 / 8 - 14, 55 / 8 - 7])
+    assert size[0, :, cy, cx].tolist() == pytest.approx([20 / 8, 10 / 8])
+
+
+def test_decode_peak_adds_offset_and_scales_size() -> None:
+    score = torch.zeros(1, 16, 24)
+    score[0, 1, 11] = 0.9
+    size = torch.zeros(1, 2, 16, 24)
+    offset = torch.zeros(1, 2, 16, 24)
+    size[0, :, 1, 11] = torch.tensor([2.0, 3.0])
+    offset[0, :, 1, 11] = torch.tensor([-0.2, 0.3])
+    pos, wh, best, cell = decode_peak(score, size, offset, (30.0, 30.0))
+    assert cell.tolist() == [[11, 1]]
+    assert pos[0].tolist() == pytest.approx([11 * 30 - 0.2 * 30, 1 * 30 + 0.3 * 30])
+    assert wh[0].tolist() == pytest.approx([60.0, 90.0])
+    assert best.item() == pytest.approx(0.9)
+
+
+def test_decode_peak_with_empty_valid_mask_is_nan() -> None:
+    score = torch.rand(2, 4, 4)
+    z = torch.zeros(2, 2, 4, 4)
+    valid = torch.zeros(2, 4, 4, dtype=torch.bool)
+    valid[0, 2, 3] = True
+    pos, _, best, _ = decode_peak(score, z, z, (8.0, 8.0), valid=valid)
+    assert pos[0].tolist() == [24.0, 16.0]
+    assert math.isnan(pos[1, 0].item()) and best[1].item() == 0.0
+
+
+def test_local_peaks() -> None:
+    s = torch.zeros(1, 5, 5)
+    s[0, 1, 1], s[0, 1, 2], s[0, 4, 4] = 0.8, 0.5, 0.6
+    assert local_peaks(s, 0.3)[0].nonzero().tolist() == [[1, 1], [4, 4]]

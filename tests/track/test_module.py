@@ -1,0 +1,90 @@
+"""Training: the element-product loss trains only the second model; a few steps of both fits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from adaptrack.track.checkpoints import load_models, load_part_detector
+from adaptrack.track.data.types import ClipBatch
+from adaptrack.track.module import PartDetectorModule, TrackerModule
+
+
+def _trainer(tmp_path: Path, steps: int) -> pl.Trainer:
+    return pl.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, default_root_dir=tmp_path)
+
+
+def test_part_detector_fit_reduces_loss_and_checkpoint_reloads(tiny: dict, tmp_path: Path, batch: ClipBatch) -> None:
+    torch.manual_seed(0)
+    module = PartDetectorModule(**tiny, warmup_steps=1, lr=1e-2, flip_prob=0.0)
+    before = module._loss(batch)["loss"].item()
+    trainer = _trainer(tmp_path, 15)
+    trainer.fit(module, train_dataloaders=DataLoader([batch] * 15, batch_size=None))
+    module.eval()
+    after = module._loss(batch)["loss"].item()
+    assert after < before
+    trainer.save_checkpoint(tmp_path / "p.ckpt")
+    model, meta = load_part_detector(tmp_path / "p.ckpt")
+    assert meta["parts"] == ["head"]
+    x = batch.frames[0].float() / 255
+    assert torch.allclose(model(x)[0], module.part_model(x)[0])
+
+
+def test_element_product_loss_reaches_only_the_second_model(tiny: dict, part_ckpt: Path, batch: ClipBatch) -> None:
+    module = TrackerModule(str(part_ckpt), subject_weight=0.0, **tiny)
+    module.part_model.requires_grad_(True)  # even if someone unfroze it, no gradient may arrive
+    module.train()
+    assert not module.part_model.training  # the frozen detector stays in eval mode (BN statistics)
+    maps = module.compute(batch)
+    losses = module.losses(batch, maps, temporal=False)
+    assert losses["loss"].item() == pytest.approx(losses["element"].item())
+    losses["loss"].backward()
+    assert all(p.grad is None for p in module.part_model.parameters())
+    region_head = module.subject_model.head.weight.grad
+    assert region_head is not None and region_head[5:].abs().sum() > 0
+    backbone = [p.grad for p in module.subject_model.backbone.parameters()]
+    assert all(g is not None for g in backbone) and sum(g.abs().sum() for g in backbone) > 0
+
+
+def test_optimizer_holds_only_second_model_parameters(tiny: dict, part_ckpt: Path) -> None:
+    module = TrackerModule(str(part_ckpt), **tiny)
+    opt = module.configure_optimizers()["optimizer"]
+    params = {id(p) for g in opt.param_groups for p in g["params"]}
+    assert params == {id(p) for p in module.subject_model.parameters()}
+    assert not params & {id(p) for p in module.part_model.parameters()}
+
+
+def test_tracker_fit_few_steps_with_temporal_loss(tiny: dict, tmp_path: Path, part_ckpt: Path,
+                                                 loader_factory: Callable[..., DataLoader]) -> None:
+    module = TrackerModule(str(part_ckpt), temporal_n=2, temporal_weight=1.0, warmup_steps=1, **tiny)
+    part_before = {k: v.clone() for k, v in module.part_model.state_dict().items()}
+    trainer = _trainer(tmp_path, 3)
+    trainer.fit(module, train_dataloaders=loader_factory(3, T=4))
+    assert float(trainer.callback_metrics["train/temporal_step"]) > 0  # T=4, n=2: frames 2 and 3 have two past maps
+    for k, v in module.part_model.state_dict().items():
+        assert torch.equal(v, part_before[k]), f"frozen part detector changed: {k}"
+    trainer.save_checkpoint(tmp_path / "t.ckpt")
+    _, subject, meta = load_models(tmp_path / "t.ckpt")
+    assert meta["kind"] == "tracker" and subject.num_parts == 1
+    with pytest.raises(ValueError, match="part-detector checkpoint"):
+        load_models(part_ckpt)
+
+
+def test_temporal_loss_is_skipped_until_n_maps_are_stored(tiny: dict, part_ckpt: Path,
+                                                         batch_factory: Callable[..., ClipBatch]) -> None:
+    module = TrackerModule(str(part_ckpt), temporal_n=3, **tiny)
+    b = batch_factory(B=1, T=3)
+    maps = module.compute(b)
+    l_tc = module.temporal_loss(b, maps["region"].reshape(1, 3, 1, *maps["region"].shape[-2:]))
+    assert l_tc.item() == 0.0  # three frames, the third has only two stored maps
+    b2 = batch_factory(B=1, T=3)
+    b2.frame_indices = [[3, 4, 5]]
+    maps2 = module.compute(b2)
+    l_tc2 = module.temporal_loss(b2, maps2["region"].reshape(1, 3, 1, *maps2["region"].shape[-2:]))
+    assert l_tc2.item() > 0  # continues frames 0-2 of the same stream

@@ -1,0 +1,55 @@
+"""ONNX export of both models; onnxruntime agrees with PyTorch (graphs and the whole tracker)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from adaptrack.track.checkpoints import load_models
+from adaptrack.track.data.types import ClipBatch
+from adaptrack.track.onnx_export import GRAPHS, export_models, onnx_tracker
+from adaptrack.track.tracker import Tracker
+
+ATOL = 1e-4  # absolute, on likelihoods in (0, 1) and maps in elements
+BOX_ATOL = 1e-2  # pixels, after decoding
+
+
+@pytest.fixture(scope="module")
+def export_dir(tracker_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    part, subject, meta = load_models(tracker_ckpt)
+    out = tmp_path_factory.mktemp("onnx")
+    diffs = export_models(part, subject, out, meta["parts"], input_size=64, atol=ATOL)
+    assert set(diffs) == set(GRAPHS) and max(diffs.values()) <= ATOL
+    return out
+
+
+def test_export_writes_three_graphs_and_meta(export_dir: Path) -> None:
+    assert sorted(p.name for p in export_dir.iterdir()) == ["meta.json", "parts.onnx", "subject.onnx",
+                                                             "template.onnx"]
+
+
+def test_onnxruntime_tracker_agrees_with_pytorch(export_dir: Path, tracker_ckpt: Path,
+                                                 batch_factory: Callable[..., ClipBatch]) -> None:
+    clip = batch_factory(B=1, T=5)
+    torch_t = Tracker.from_checkpoint(tracker_ckpt, input_size=64)
+    ort_t = onnx_tracker(export_dir, threads=1)
+    box = tuple(clip.target_box[0, 0].tolist())
+    torch_t.initialize(clip.frames[0, 0], box)
+    ort_t.initialize(clip.frames[0, 0], box)
+    for t in range(1, 5):
+        a, b = torch_t.track(clip.frames[0, t]), ort_t.track(clip.frames[0, t])
+        assert np.allclose(a.box, b.box, atol=BOX_ATOL)
+        assert a.score == pytest.approx(b.score, abs=ATOL)
+        assert np.allclose(a.parts[0].position, b.parts[0].position, atol=BOX_ATOL)
+        assert np.allclose(torch_t.last_maps.product.numpy(), ort_t.last_maps.product.numpy(), atol=ATOL)
+
+
+def test_tampered_export_is_rejected(export_dir: Path, tmp_path: Path) -> None:
+    from adaptrack.common.errors import DataError
+
+    (tmp_path / "parts.onnx").write_bytes((export_dir / "parts.onnx").read_bytes())
+    with pytest.raises(DataError, match="not an ONNX export folder"):
+        onnx_tracker(tmp_path)

@@ -1,0 +1,63 @@
+"""Inference: Tracker.initialize / track on a small sequence, and its input checks."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from adaptrack.common.errors import DataError
+from adaptrack.track.data.types import ClipBatch
+from adaptrack.track.geometry import decode_peak
+from adaptrack.track.tracker import Tracker
+
+
+def test_initialize_and_track_a_short_sequence(tracker_ckpt: Path, batch_factory: Callable[..., ClipBatch]) -> None:
+    clip = batch_factory(B=1, T=5)
+    tracker = Tracker.from_checkpoint(tracker_ckpt, input_size=64)
+    assert tracker.parts == ["head"]
+    tracker.initialize(clip.frames[0, 0], tuple(clip.target_box[0, 0].tolist()))
+    for t in range(1, 5):
+        # numpy HWC frames are accepted as well as CHW tensors
+        frame = clip.frames[0, t].permute(1, 2, 0).numpy() if t % 2 else clip.frames[0, t]
+        result = tracker.track(frame)
+        assert len(result.box) == 4 and all(math.isfinite(v) for v in result.box)
+        assert 0.0 < result.score < 1.0
+        (part,) = result.parts
+        assert part.name == "head" and all(math.isfinite(v) for v in (*part.position, *part.size))
+        assert min(part.size) >= 0
+        maps = tracker.last_maps
+        # the reported part is the decoded maximum of the element product (claims 5-6)
+        pos, size, score, _ = decode_peak(maps.product, maps.size, maps.offset, maps.ratio)
+        assert part.position == pytest.approx(tuple(pos[0].tolist()))
+        assert part.size == pytest.approx(tuple(size[0].tolist()))
+        assert part.score == pytest.approx(float(score[0]))
+
+
+def test_positions_scale_back_to_the_original_frame(tracker_ckpt: Path,
+                                                     batch_factory: Callable[..., ClipBatch]) -> None:
+    clip = batch_factory(B=1, T=2)
+    small = Tracker.from_checkpoint(tracker_ckpt, input_size=64)
+    box = tuple(clip.target_box[0, 0].tolist())
+    small.initialize(clip.frames[0, 0], box)
+    r_small = small.track(clip.frames[0, 1])
+    # the same content at twice the size: the network input is identical after resizing to 64
+    big_frames = torch.nn.functional.interpolate(clip.frames[0].float(), scale_factor=2, mode="nearest").to(torch.uint8)
+    big = Tracker.from_checkpoint(tracker_ckpt, input_size=64)
+    big.initialize(big_frames[0], tuple(2 * v for v in box))
+    r_big = big.track(big_frames[1])
+    assert np.allclose(r_big.box, [2 * v for v in r_small.box], atol=2.0)
+
+
+def test_bad_initial_boxes_and_missing_initialize(tracker_ckpt: Path, batch: ClipBatch) -> None:
+    tracker = Tracker.from_checkpoint(tracker_ckpt, input_size=64)
+    with pytest.raises(RuntimeError, match="initialize"):
+        tracker.track(batch.frames[0, 0])
+    with pytest.raises(DataError, match=r"frame_007\.jpg.*outside the 64x64 frame"):
+        tracker.initialize(batch.frames[0, 0], (100, 100, 10, 10), frame_name="frame_007.jpg")
+    with pytest.raises(DataError, match="positive width"):
+        tracker.initialize(batch.frames[0, 0], (10, 10, 0, 10))
