@@ -33,16 +33,18 @@ def main() -> int:
     parser.add_argument("--methods", nargs="+", default=["source_only", "dann", "self_learning"],
                         choices=sorted(METHODS))
     parser.add_argument("--data-root", default=None, help="data root (default: ../shared/data if present)")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: one per core)")
     ns, extra = parser.parse_known_args()
-    torch.set_num_threads(ns.threads)
     root = ns.data_root or shared_data_dir()
     args = ["--config", str(CONFIGS / f"{ns.task}.yaml"), "--methods", *ns.methods, "--"]
     if root is not None:
         args += ["--data.data_root", str(root)]
+    if ns.threads:
+        args += ["--threads", str(ns.threads)]
     args += ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
              *[a for a in extra if a != "--"]]
-    print(f"task {ns.task}: {CONFIGS / (ns.task + '.yaml')}; data root {root}; torch threads {ns.threads}")
+    threads = ns.threads or torch.get_num_threads()
+    print(f"task {ns.task}: {CONFIGS / (ns.task + '.yaml')}; data root {root}; torch threads {threads}")
     return compare(args)
 
 

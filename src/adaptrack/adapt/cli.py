@@ -15,8 +15,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from typing import Any
 
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
@@ -55,10 +57,20 @@ class AdaptCLI(LightningCLI):
                              "checkpoint.filename": "best-{epoch:02d}", "checkpoint.save_last": True})
         parser.add_lightning_class_args(AdaptationReport, "report")
         parser.add_lightning_class_args(PredictionCSVWriter, "predictions")
+        parser.add_argument("--threads", type=int | None, default=None,
+                            help="torch CPU threads (default: torch's choice, one per core). Use 1 when other "
+                                 "jobs share the cores: OpenMP threads spin-wait on busy cores")
+
+    def before_instantiate_classes(self) -> None:
+        """Apply ``--threads`` before anything runs."""
+        config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
+        if config.get("threads"):
+            torch.set_num_threads(int(config["threads"]))
 
 
 def build_cli(args: list[str], run: bool = True) -> AdaptCLI:
     """Construct (and by default run) the CLI on ``args``."""
+    warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
     return AdaptCLI(DomainAdaptationModule, DomainAdaptationDataModule, args=args, run=run,
                     trainer_defaults=TRAINER_DEFAULTS, save_config_kwargs={"overwrite": True},
                     parser_kwargs={"description": __doc__})
