@@ -65,11 +65,11 @@ def test_folders_resized_and_classes_matched_by_name(tmp_path: Path) -> None:
     make_labeled(tmp_path / "tgt" / "test", ["dog"], size=33)  # subset of classes
     dm = folder_dm(tmp_path, image_size=16)
     dm.setup("fit")
-    target_test = dm._load("target", "test")
+    target_test = dm.image_set("target", "test")
     assert target_test.images.shape[1:] == (1, 16, 16)
     assert target_test.classes == ["cat", "dog"]
     assert target_test.labels.tolist() == [1, 1, 1]  # "dog" re-indexed into the source classes
-    assert dm._load("target", "train").labels is None
+    assert dm.image_set("target", "train").labels is None
 
 
 def test_class_names_differ_between_labeled_sets(tmp_path: Path) -> None:
@@ -108,4 +108,4 @@ def test_corrupt_target_image_named_or_skipped(tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match="skipped 1"):
         dm = folder_dm(tmp_path, skip_bad=True)
         dm.setup("fit")
-    assert len(dm._load("target", "train")) == 3
+    assert len(dm.image_set("target", "train")) == 3

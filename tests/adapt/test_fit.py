@@ -85,7 +85,7 @@ def test_target_labels_never_reach_training(monkeypatch: pytest.MonkeyPatch) -> 
         dm = DomainAdaptationDataModule(synthetic_size=128, batch_size=16, steps_per_epoch=2)
         model = DomainAdaptationModule(conv_channels=[8], class_hidden=[16], domain_hidden=[16],
                                        start_ratio=0.0, threshold=0.0, num_classes=10)
-        target = dm._load("target", "train")
+        target = dm.image_set("target", "train")
         if scramble:
             target.labels = torch.randint(0, 10, target.labels.shape, generator=torch.Generator().manual_seed(1))
         trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,

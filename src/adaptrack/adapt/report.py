@@ -9,6 +9,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import CSVLogger
 
 from adaptrack.adapt.data.augment import to_float
 from adaptrack.adapt.data.base import ImageSet
@@ -71,7 +72,8 @@ class AdaptationReport(L.Callback):
         assert isinstance(pl_module, DomainAdaptationModule)
         wall = time.perf_counter() - self._start
         dm = trainer.datamodule
-        sets: dict[str, ImageSet] = {k: dm._load(*k.split("/")) for k in ("source/test", "target/train", "target/test")}
+        keys = ("source/test", "target/train", "target/test")
+        sets: dict[str, ImageSet] = {k: dm.image_set(*k.split("/")) for k in keys}
         probs = {k: predict_probs(pl_module, s.images) for k, s in sets.items()}
         share, pl_acc = pseudo_label_stats(probs["target/train"], sets["target/train"].labels,
                                            pl_module.hparams.threshold)
@@ -100,8 +102,8 @@ class AdaptationReport(L.Callback):
 
     @staticmethod
     def _plot(trainer: L.Trainer, log_dir: Path) -> Path | None:
-        csv_path = next((Path(lg.log_dir) / "metrics.csv" for lg in trainer.loggers
-                         if type(lg).__name__ == "CSVLogger"), None)
+        csv_path = next((Path(lg.log_dir) / "metrics.csv" for lg in trainer.loggers if isinstance(lg, CSVLogger)),
+                        None)
         if csv_path is None or not csv_path.is_file():
             return None
         for logger in trainer.loggers:

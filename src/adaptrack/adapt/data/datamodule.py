@@ -128,7 +128,8 @@ class DomainAdaptationDataModule(L.LightningDataModule):
         self.predict_files: list[str] = []
 
     # -- loading -------------------------------------------------------------------------------
-    def _load(self, role: Literal["source", "target", "predict"], split: Literal["train", "test"]) -> ImageSet:
+    def image_set(self, role: Literal["source", "target", "predict"], split: Literal["train", "test"]) -> ImageSet:
+        """One split of one role, loaded on first use and cached (uint8 at ``image_size``)."""
         key = f"{role}/{split}"
         if key in self._sets:
             return self._sets[key]
@@ -139,7 +140,7 @@ class DomainAdaptationDataModule(L.LightningDataModule):
             name, directory = "folder", hp.predict_dir
         if (name == "folder" and split == "test" and directory is not None and role != "predict"
                 and not (Path(directory) / "test").is_dir() and (Path(directory) / "train").is_dir()):
-            self._sets[key] = self._load(role, "train")  # no test/ folder: evaluate on train/
+            self._sets[key] = self.image_set(role, "train")  # no test/ folder: evaluate on train/
             return self._sets[key]
         raw = load_dataset(name, split, root=hp.data_root, download=hp.download,
                            directory=None if directory is None else Path(directory),
@@ -159,16 +160,16 @@ class DomainAdaptationDataModule(L.LightningDataModule):
                 raise DataError(f"the source set {raw.name!r} has no labels; the source domain must be labeled",
                                 directory)
             if split == "test":
-                check_same_classes(self._load("source", "train"), result)
+                check_same_classes(self.image_set("source", "train"), result)
         else:  # target / predict: classes matched to the source's by name
-            result = match_classes(self._load("source", "train"), result)
+            result = match_classes(self.image_set("source", "train"), result)
         self._sets[key] = result
         return result
 
     @property
     def class_names(self) -> list[str]:
         """Class names of the labeled source set (index = label)."""
-        return list(self._load("source", "train").classes)
+        return list(self.image_set("source", "train").classes)
 
     @property
     def num_classes(self) -> int:
@@ -178,15 +179,15 @@ class DomainAdaptationDataModule(L.LightningDataModule):
         if stage in ("fit", "validate", "test"):
             for role in ("source", "target"):
                 for split in ("train", "test"):
-                    self._load(role, split)  # type: ignore[arg-type]
+                    self.image_set(role, split)  # type: ignore[arg-type]
         if stage == "predict":
-            predict = self._load("predict", self.hparams.predict_split)
+            predict = self.image_set("predict", self.hparams.predict_split)
             self.predict_files = predict.files or [f"{predict.name}#{i:06d}" for i in range(len(predict))]
 
     # -- loaders ---------------------------------------------------------------------------------
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams
-        source, target = self._load("source", "train"), self._load("target", "train")
+        source, target = self.image_set("source", "train"), self.image_set("target", "train")
         steps = hp.steps_per_epoch or max(1, math.ceil(len(source) / hp.batch_size))
         return DataLoader(PairedBatches(source, target, hp.batch_size, steps, hp.seed), batch_size=None)
 
@@ -198,13 +199,13 @@ class DomainAdaptationDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> list[DataLoader]:
         """[0] source test (selects checkpoints), [1] target test (reported only)."""
-        return [self._eval_loader(self._load("source", "test")), self._eval_loader(self._load("target", "test"))]
+        return [self._eval_loader(self.image_set(role, "test")) for role in ("source", "target")]
 
     def test_dataloader(self) -> list[DataLoader]:
         return self.val_dataloader()
 
     def predict_dataloader(self) -> DataLoader:
-        return self._eval_loader(self._load("predict", self.hparams.predict_split))
+        return self._eval_loader(self.image_set("predict", self.hparams.predict_split))
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if isinstance(batch, (list, tuple)) and len(batch) == 4:  # training pair (uint8)
@@ -215,6 +216,3 @@ class DomainAdaptationDataModule(L.LightningDataModule):
                 return AdaptBatch(source, ys, self.weak(xt), self.strong(xt), yt)
         images, labels = batch
         return to_float(images), labels
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
