@@ -100,3 +100,14 @@ def test_local_peaks() -> None:
     s = torch.zeros(1, 5, 5)
     s[0, 1, 1], s[0, 1, 2], s[0, 4, 4] = 0.8, 0.5, 0.6
     assert local_peaks(s, 0.3)[0].nonzero().tolist() == [[1, 1], [4, 4]]
+
+
+def test_hard_negative_weights_peak_at_other_parts_and_stay_one_elsewhere() -> None:
+    from adaptrack.track.losses import hard_negative_weights
+
+    centres = torch.tensor([[[20.0, 12.0], [float("nan"), float("nan")]]])  # (1, 2, 2), one absent
+    w = hard_negative_weights(centres, (8, 8), (4.0, 4.0), boost=3.0)  # (1, 8, 8)
+    assert w.shape == (1, 8, 8)
+    assert w[0, 3, 5].item() == pytest.approx(4.0)  # round(20 / 4) = 5, round(12 / 4) = 3
+    assert w.min().item() == pytest.approx(1.0, abs=1e-6) and w.argmax().item() == 3 * 8 + 5
+    assert torch.equal(hard_negative_weights(centres, (8, 8), (4.0, 4.0), boost=0.0), torch.ones(1, 8, 8))

@@ -88,3 +88,24 @@ def test_temporal_loss_is_skipped_until_n_maps_are_stored(tiny: dict, part_ckpt:
     maps2 = module.compute(b2)
     l_tc2 = module.temporal_loss(b2, maps2["region"].reshape(1, 3, 1, *maps2["region"].shape[-2:]))
     assert l_tc2.item() > 0  # continues frames 0-2 of the same stream
+
+
+def test_region_branch_self_prior_rollout_and_hard_negatives_train_and_reload(
+        tiny: dict, tmp_path: Path, part_ckpt: Path, batch: ClipBatch,
+        loader_factory: Callable[..., DataLoader]) -> None:
+    torch.manual_seed(0)
+    module = TrackerModule(str(part_ckpt), region_dilations=[2], negative_boost=4.0, self_prior_prob=1.0,
+                           warmup_steps=1, **tiny)
+    module.train()
+    maps = module.compute(batch, self_prior_prob=1.0)  # frame-by-frame rollout on its own predictions
+    N = batch.frames.shape[0] * batch.frames.shape[1]
+    assert maps["region"].shape[0] == N and maps["heat"].shape == (N, 1, *maps["region"].shape[-2:])
+    losses = module.losses(batch, maps, temporal=False)
+    losses["element"].backward()
+    branch = [p.grad for p in module.subject_model.region_branch.parameters()]
+    assert all(g is not None for g in branch) and sum(g.abs().sum() for g in branch) > 0
+    trainer = _trainer(tmp_path, 2)
+    trainer.fit(module, train_dataloaders=loader_factory(2, T=3))
+    trainer.save_checkpoint(tmp_path / "r.ckpt")
+    _, subject, meta = load_models(tmp_path / "r.ckpt")
+    assert meta["subject_model"]["region_dilations"] == [2] and subject.region_branch is not None

@@ -61,7 +61,7 @@ def trainer_defaults(name: str) -> dict[str, Any]:
             {"class_path": "lightning.pytorch.loggers.CSVLogger",
              "init_args": {"save_dir": f"{DEFAULT_ROOT}/{name}", "name": "logs"}},
             {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-             "init_args": {"save_dir": f"{DEFAULT_ROOT}/{name}", "name": "logs"}},
+             "init_args": {"save_dir": f"{DEFAULT_ROOT}/{name}", "name": "tensorboard"}},
         ],
         "callbacks": [EpochDraw()],
     }

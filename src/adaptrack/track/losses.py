@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from adaptrack.track.geometry import Ratio, gaussian_maps
 from adaptrack.track.models import PROB_EPS
 
 
@@ -60,3 +61,24 @@ def map_bce(pred: torch.Tensor, gt: torch.Tensor, weight: torch.Tensor | None = 
         return elem.mean()
     w = weight.to(elem.dtype).expand_as(elem)
     return (elem * w).sum() / w.sum().clamp(min=1)
+
+
+def hard_negative_weights(centres: torch.Tensor, map_hw: tuple[int, int], ratio: Ratio, boost: float,
+                          sigma: float = 1.0) -> torch.Tensor:
+    """Per-element weights of formula (2) that emphasise other people's parts (hard negatives).
+
+    ``1 + boost × G`` where ``G`` is the element-wise maximum of peak-1 Gaussians (σ in map
+    elements) at the given part centres; elements far from every other part keep weight 1.
+
+    Args:
+        centres: ``(B, M, 2)`` pixel x, y of other people's part centres (NaN rows = absent).
+        map_hw: ``(h, w)`` of the map.
+        ratio: ``(rx, ry)`` size ratio between image and map.
+        boost: Extra weight at the centres (0 gives all ones).
+        sigma: Spread of the emphasis in map elements.
+
+    Returns:
+        ``(B, h, w)`` weights ≥ 1.
+    """
+    g = gaussian_maps(centres, map_hw, ratio, sigma=sigma, normalization="peak1")  # (B, h, w)
+    return 1.0 + boost * g

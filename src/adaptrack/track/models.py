@@ -148,12 +148,16 @@ class SubjectModel(nn.Module):
         kernel_size: ``(rows, cols)`` of the template kernel (odd numbers).
         context: Extra border around the target box when pooling the template, as a fraction of
             the box size.
+        region_dilations: Dilations of a separate region branch that sees the head features, the
+            subject heat logit and the motion prior, so the part region map is placed relative
+            to the predicted subject (e.g. ``[2, 4]``); empty: the region maps come from the
+            shared head.
     """
 
     def __init__(self, num_parts: int = 1, channels: Sequence[int] = (16, 24, 32, 48), stride: int = 8,
                  dilations: Sequence[int] = (2,), head_channels: int = 48,
                  head_dilations: Sequence[int] = (1, 2, 4), kernel_size: Sequence[int] = (5, 3),
-                 context: float = 0.1) -> None:
+                 context: float = 0.1, region_dilations: Sequence[int] = ()) -> None:
         super().__init__()
         if any(k % 2 == 0 for k in kernel_size):
             raise ValueError(f"kernel_size entries must be odd, got {list(kernel_size)}")
@@ -168,7 +172,16 @@ class SubjectModel(nn.Module):
                                   nn.BatchNorm2d(head_channels), nn.ReLU(inplace=True))
         self.head_body = nn.Sequential(*[SeparableBlock(head_channels, head_channels, dilation=d)
                                          for d in head_dilations])
-        self.head = nn.Conv2d(head_channels, 5 + num_parts, 1)  # heat, size 2, offset 2, K regions
+        self.region_branch: nn.Module | None = None
+        if region_dilations:
+            self.head = nn.Conv2d(head_channels, 5, 1)  # heat, size 2, offset 2
+            self.region_branch = nn.Sequential(
+                nn.Conv2d(head_channels + 2, head_channels, 1, bias=False), nn.BatchNorm2d(head_channels),
+                nn.ReLU(inplace=True),
+                *[SeparableBlock(head_channels, head_channels, dilation=d) for d in region_dilations],
+                nn.Conv2d(head_channels, num_parts, 1))
+        else:
+            self.head = nn.Conv2d(head_channels, 5 + num_parts, 1)  # heat, size 2, offset 2, K regions
         nn.init.constant_(self.head.bias[0], -4.0)
 
     @property
@@ -237,9 +250,13 @@ class SubjectModel(nn.Module):
         corr = corr / (kh * kw)
         gate = torch.sigmoid(self.gate(kernel.mean(dim=(2, 3))))[:, :, None, None]  # (B, C, 1, 1)
         x = self.fuse(torch.cat([corr, feat * gate, prior], dim=1))  # (B, Ch, h, w)
-        out = self.head(self.head_body(x))  # (B, 5 + K, h, w)
+        body = self.head_body(x)  # (B, Ch, h, w)
+        out = self.head(body)  # (B, 5 + K, h, w), or (B, 5, h, w) with the region branch
         heat = _prob(out[:, 0:1])  # (B, 1, h, w)
         size = F.softplus(out[:, 1:3])  # (B, 2, h, w)
         offset = out[:, 3:5]  # (B, 2, h, w)
-        region = _prob(out[:, 5:])  # (B, K, h, w)
+        if self.region_branch is not None:
+            region = _prob(self.region_branch(torch.cat([body, out[:, 0:1], prior], dim=1)))  # (B, K, h, w)
+        else:
+            region = _prob(out[:, 5:])  # (B, K, h, w)
         return heat, size, offset, region

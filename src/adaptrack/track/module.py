@@ -24,12 +24,13 @@ from adaptrack.track.geometry import (
     Normalization,
     box_centre,
     centernet_targets,
+    centre_size_to_xywh,
     decode_peak,
     gaussian_maps,
     points_in_boxes,
     size_ratio,
 )
-from adaptrack.track.losses import focal_loss, map_bce, masked_l1
+from adaptrack.track.losses import focal_loss, hard_negative_weights, map_bce, masked_l1
 from adaptrack.track.models import PartDetector, SubjectModel
 from adaptrack.track.temporal import RegionMapBuffer
 
@@ -157,6 +158,13 @@ class TrackerModule(pl.LightningModule):
             window in all frames of a clip); ``None`` trains on full frames.
         temporal_max_gap: Largest frame-index step between stored region maps that still counts
             as consecutive (clips are drawn with strides up to the data module's ``max_stride``).
+        region_dilations: Dilations of the subject-conditioned region branch of
+            :class:`SubjectModel` (empty: region maps from the shared head).
+        negative_boost: Extra formula-(2) weight at other people's part centres (hard negatives);
+            0 is the plain mean over all elements.
+        self_prior_prob: Scheduled sampling: probability that a frame's motion prior is centred on
+            the model's own (detached) box prediction of the previous frame instead of the jittered
+            ground truth, so the model learns to recover from its own drift; 0 disables it.
     """
 
     def __init__(self, part_checkpoint: str, parts: list[str] | None = None,
@@ -167,7 +175,9 @@ class TrackerModule(pl.LightningModule):
                  subject_weight: float = 1.0, size_weight: float = 0.1, offset_weight: float = 1.0,
                  gt_normalization: Normalization = "patent", gt_sigma: float = 1.0, temporal_n: int = 0,
                  temporal_weight: float = 0.5, prior_sigma: float = 0.5, prior_jitter: float = 0.15,
-                 flip_prob: float = 0.5, crop_size: int | None = 160, temporal_max_gap: int = 3) -> None:
+                 flip_prob: float = 0.5, crop_size: int | None = 160, temporal_max_gap: int = 3,
+                 region_dilations: list[int] | None = None, negative_boost: float = 0.0,
+                 self_prior_prob: float = 0.0) -> None:
         super().__init__()
         self.save_hyperparameters()
         part_model, part_meta = load_part_detector(part_checkpoint)
@@ -182,6 +192,8 @@ class TrackerModule(pl.LightningModule):
             "stride": self.part_model.stride, "dilations": list(dilations or [2]),
             "head_channels": head_channels, "head_dilations": list(head_dilations or [1, 2, 4]),
             "kernel_size": list(kernel_size or [5, 3]), "context": context}
+        if region_dilations:
+            self.subject_config["region_dilations"] = list(region_dilations)
         self.subject_model = SubjectModel(**self.subject_config)
         if temporal_n == 1 or temporal_n < 0:
             raise ValueError(f"temporal_n must be 0 (off) or >= 2, got {temporal_n}")
@@ -212,8 +224,12 @@ class TrackerModule(pl.LightningModule):
             prev = torch.cat([prev[..., :2] + shift, prev[..., 2:]], dim=-1)
         return prev.reshape(-1, 4)  # (N, 4)
 
-    def compute(self, batch: ClipBatch, jitter: float = 0.0) -> dict[str, torch.Tensor]:
+    def compute(self, batch: ClipBatch, jitter: float = 0.0, self_prior_prob: float = 0.0,
+                ) -> dict[str, torch.Tensor]:
         """Run both models on a batch and return every map needed for the losses.
+
+        With ``self_prior_prob > 0`` the frames of a clip are run in time order and each frame's
+        prior is, with that probability per clip, centred on the previous frame's predicted box.
 
         Returns:
             ``part (N, K, h, w)`` frozen part likelihood; ``heat (N, 1, h, w)``, ``size``,
@@ -228,12 +244,50 @@ class TrackerModule(pl.LightningModule):
         ratio = size_ratio((x.shape[-1], x.shape[-2]), (w, h))
         feat0 = feat.reshape(B, T, *feat.shape[1:])[:, 0]  # (B, C, h, w)
         kernel = self.subject_model.template_from_features(feat0, batch.template_box, x.shape[-2:])
-        kernel = kernel[:, None].expand(B, T, *kernel.shape[1:]).reshape(B * T, *kernel.shape[1:])
-        prior = self.prior_maps(self._previous_boxes(batch, jitter), (h, w), ratio)  # (N, 1, h, w)
-        heat, size, offset, region = self.subject_model.forward_features(feat, kernel, prior)
+        prev = self._previous_boxes(batch, jitter)  # (N, 4)
+        if self_prior_prob > 0:
+            heat, size, offset, region = self._rollout(feat, kernel, prev.reshape(B, T, 4), ratio,
+                                                       self_prior_prob)
+        else:
+            kernel = kernel[:, None].expand(B, T, *kernel.shape[1:]).reshape(B * T, *kernel.shape[1:])
+            prior = self.prior_maps(prev, (h, w), ratio)  # (N, 1, h, w)
+            heat, size, offset, region = self.subject_model.forward_features(feat, kernel, prior)
         product = part.detach() * region  # (N, K, h, w)  S104: element product map
         return {"part": part, "heat": heat, "size": size, "offset": offset, "region": region,
                 "product": product, "ratio": torch.tensor(ratio)}
+
+    def _rollout(self, feat: torch.Tensor, kernel: torch.Tensor, prev: torch.Tensor,
+                 ratio: tuple[float, float], prob: float) -> tuple[torch.Tensor, ...]:
+        """Frame-by-frame subject model with scheduled sampling of the prior (see :meth:`compute`).
+
+        Args:
+            feat: ``(N, C, h, w)`` backbone features, N = B × T in clip-major order.
+            kernel: ``(B, C, kh, kw)`` template kernels.
+            prev: ``(B, T, 4)`` ground-truth (jittered) previous boxes.
+            ratio: Image / map size ratio.
+            prob: Per clip and frame probability of using the previous prediction.
+
+        Returns:
+            heat, size, offset, region as from :meth:`SubjectModel.forward_features`, ``(N, ·, h, w)``.
+        """
+        B, T = prev.shape[:2]
+        h, w = feat.shape[-2:]
+        feat = feat.reshape(B, T, *feat.shape[1:])
+        outs = []
+        pred = None
+        for t in range(T):
+            boxes = prev[:, t]  # (B, 4)
+            if pred is not None:
+                use = (torch.rand(B, device=boxes.device) < prob) & torch.isfinite(pred).all(-1)
+                boxes = torch.where(use[:, None], pred, boxes)
+            prior = self.prior_maps(boxes, (h, w), ratio)  # (B, 1, h, w)
+            out = self.subject_model.forward_features(feat[:, t], kernel, prior)
+            outs.append(out)
+            with torch.no_grad():
+                centre, wh, _, _ = decode_peak(out[0][:, 0].detach(), out[1].detach(), out[2].detach(), ratio)
+                pred = centre_size_to_xywh(centre, wh)  # (B, 4)
+        return tuple(torch.stack([o[i] for o in outs], dim=1).reshape(B * T, *outs[0][i].shape[1:])
+                     for i in range(4))
 
     def correct_answer_maps(self, target_parts: torch.Tensor, map_hw: tuple[int, int],
                             ratio: tuple[float, float]) -> torch.Tensor:
@@ -252,7 +306,11 @@ class TrackerModule(pl.LightningModule):
         N, K, h, w = maps["region"].shape
         ratio = tuple(float(r) for r in maps["ratio"])
         gt_part = self.correct_answer_maps(batch.target_parts.reshape(N, K, 4), (h, w), ratio)
-        l_elem = map_bce(maps["product"], gt_part)  # formula (2) over all elements
+        weight = None
+        if self.hparams.negative_boost > 0:  # emphasise other people's parts (hard negatives)
+            others = box_centre(batch.other_parts.permute(0, 1, 3, 2, 4).reshape(N * K, -1, 4))  # (N*K, M, 2)
+            weight = hard_negative_weights(others, (h, w), ratio, self.hparams.negative_boost).reshape(N, K, h, w)
+        l_elem = map_bce(maps["product"], gt_part, weight)  # formula (2) over all elements
         g_heat, g_size, g_off, mask = centernet_targets(batch.target_box.reshape(N, 1, 4), (h, w), ratio)
         l_heat = focal_loss(maps["heat"][:, 0], g_heat)
         l_size = masked_l1(maps["size"], g_size, mask)
@@ -300,7 +358,7 @@ class TrackerModule(pl.LightningModule):
         clips = augment(batch, self.hparams.flip_prob, self.hparams.crop_size)
         if self.buffer is not None:
             self.buffer.clear()
-        maps = self.compute(clips, jitter=self.hparams.prior_jitter)
+        maps = self.compute(clips, jitter=self.hparams.prior_jitter, self_prior_prob=self.hparams.self_prior_prob)
         losses = self.losses(clips, maps, temporal=True)
         check_finite(losses["loss"], self.global_step, losses)
         self.log_dict({f"train/{k}": v for k, v in losses.items()}, on_step=True, on_epoch=True,
