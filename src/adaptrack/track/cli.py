@@ -14,11 +14,12 @@ Examples::
     adaptrack track generate --out data/crowded --preset crowded --split train --seed 0 --n_sequences 60
     adaptrack track fit-parts --config configs/track/parts.yaml
     adaptrack track fit --config configs/track/tracker.yaml \
-        --model.part_checkpoint runs/track/parts/checkpoints/best.ckpt
-    adaptrack track fit --config configs/track/tracker.yaml --ckpt_path runs/track/tracker/checkpoints/last.ckpt
-    adaptrack track evaluate --checkpoints '[runs/track/tracker/checkpoints/best.ckpt]' \
+        --model.part_checkpoint runs/track/parts/logs/version_0/checkpoints/best.ckpt
+    adaptrack track fit --config configs/track/tracker.yaml \
+        --ckpt_path runs/track/tracker/logs/version_0/checkpoints/last.ckpt
+    adaptrack track evaluate --checkpoints '[runs/track/tracker/logs/version_0/checkpoints/best.ckpt]' \
         --data data/crowded --split test
-    adaptrack track export --checkpoint runs/track/tracker/checkpoints/best.ckpt --output runs/track/onnx
+    adaptrack track export --checkpoint runs/track/tracker/logs/version_0/checkpoints/best.ckpt --output runs/track/onnx
     adaptrack track run --checkpoint runs/track/onnx --source frames/ --box '[10, 20, 40, 90]'
 
 ``fit-parts`` and ``fit`` are LightningCLI commands (``--print_config`` shows every option; YAML
