@@ -19,6 +19,20 @@ from adaptrack.adapt.module import DomainAdaptationModule
 from adaptrack.common.files import atomic_write, safe_torch_load
 
 
+@torch.no_grad()
+def predict_probs(model: DomainAdaptationModule, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Softmax ``(N, K)`` of uint8 images ``(N, C, H, W)`` already at the model's size (S52–S54).
+
+    The model is put in eval mode for the call and restored afterwards.
+    """
+    was_training = model.training
+    model.eval()
+    out = [model(to_float(images[i:i + batch_size].to(model.device))).softmax(1).cpu()
+           for i in range(0, images.shape[0], batch_size)]
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0, model.hparams.num_classes)
+
+
 @dataclass
 class Predictions:
     """Predictions for N images.
@@ -82,8 +96,7 @@ class Classifier:
             batch_size: Images per forward pass.
         """
         x = self._as_uint8(images)  # (N, C, S, S) uint8
-        probs = torch.cat([self.module(to_float(x[i:i + batch_size])).softmax(1)
-                           for i in range(0, x.shape[0], batch_size)])  # (N, K)
+        probs = predict_probs(self.module, x, batch_size)  # (N, K)
         confidence, labels = probs.max(1)
         return Predictions(labels, [self.class_names[i] for i in labels.tolist()], confidence, probs)
 

@@ -11,25 +11,14 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import CSVLogger
 
-from adaptrack.adapt.data.augment import to_float
 from adaptrack.adapt.data.base import ImageSet
 from adaptrack.adapt.module import DomainAdaptationModule
+from adaptrack.adapt.predict import predict_probs
 from adaptrack.common.files import atomic_write
 from adaptrack.common.report import format_table, plot_curves, read_metrics_csv
 
 REPORT_COLUMNS = ["method", "source acc %", "target acc %", "pseudo-labeled %", "pseudo-label acc %",
                   "epochs", "steps", "wall s"]
-
-
-@torch.no_grad()
-def predict_probs(model: DomainAdaptationModule, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """Softmax ``(N, K)`` of uint8 images ``(N, C, H, W)`` already at the model's size."""
-    was_training = model.training
-    model.eval()
-    out = [model(to_float(images[i:i + batch_size].to(model.device))).softmax(1).cpu()
-           for i in range(0, images.shape[0], batch_size)]
-    model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0, model.hparams.num_classes)
 
 
 def accuracy(probs: torch.Tensor, labels: torch.Tensor | None) -> float:
