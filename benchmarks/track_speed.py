@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from adaptrack.common.report import format_table
+from adaptrack.track.checkpoints import load_models
 from adaptrack.track.data.frames import load_frame
 from adaptrack.track.data.posetrack import read_posetrack_dir
 from adaptrack.track.data.synth import generate_dataset
@@ -58,10 +59,12 @@ def main(argv: list[str] | None = None) -> int:
         box = seq.frames[0].person(seq.target_track or 0).box
         if args.checkpoint:
             torch_tracker = Tracker.from_checkpoint(args.checkpoint)
-            part, subject = torch_tracker.backend.part_model, torch_tracker.backend.subject_model
+            part, subject, _ = load_models(args.checkpoint)
         else:
             torch.manual_seed(0)
-            part, subject = PartDetector().eval(), SubjectModel().eval()
+            # the architecture of configs/track/parts.yaml and tracker.yaml
+            part = PartDetector(fine_maps=True).eval()
+            subject = SubjectModel(region_dilations=(2, 4), fine_maps=True).eval()
             torch_tracker = Tracker(TorchBackend(part, subject), ["head"], subject.stride)
         export_models(part, subject, Path(tmp) / "onnx", torch_tracker.parts)
         ort_tracker = onnx_tracker(Path(tmp) / "onnx", threads=args.threads)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -77,9 +78,26 @@ def test_run_on_frame_folder_and_gif_writes_json_csv_gif(workdir: Path) -> None:
     images[0].save(gif, save_all=True, append_images=images[1:], duration=100)
     out_gif = workdir / "run_gif"
     assert main(["run", "--checkpoint", str(workdir / "tracker" / "best.ckpt"), "--source", str(gif),
-                 "--box", f"[{box_arg}]", "--output", str(out_gif)]) == 0
+                 "--box", f"[{box_arg}]", "--output", str(out_gif), "--video", "gif"]) == 0
     with Image.open(out_gif / "annotated.gif") as im:
         assert im.n_frames == len(frames)
+
+
+def test_run_on_mp4_writes_annotated_mp4(workdir: Path) -> None:
+    import imageio.v3 as iio
+
+    frames = _frames(workdir)
+    clip = workdir / "clip.mp4"
+    iio.imwrite(clip, np.stack([np.asarray(Image.open(f).convert("RGB")) for f in frames]), extension=".mp4",
+                plugin="FFMPEG", fps=10, codec="libx264", macro_block_size=1)
+    out = workdir / "run_mp4"
+    assert main(["run", "--checkpoint", str(workdir / "tracker" / "best.ckpt"), "--source", str(clip),
+                 "--box", "[10, 10, 20, 40]", "--output", str(out)]) == 0
+    records = json.loads((out / "tracks.json").read_text())["frames"]
+    assert len(records) == len(frames) and records[0]["name"].endswith("clip.mp4#0")
+    annotated = iio.imread(out / "annotated.mp4", plugin="FFMPEG")
+    assert annotated.shape[0] == len(frames) and annotated.shape[-1] == 3
+    assert sorted(p.name for p in out.iterdir()) == ["annotated.mp4", "tracks.csv", "tracks.json"]
 
 
 def test_export_then_run_with_onnxruntime(workdir: Path) -> None:
@@ -87,7 +105,7 @@ def test_export_then_run_with_onnxruntime(workdir: Path) -> None:
     assert main(["export", "--checkpoint", str(workdir / "tracker" / "best.ckpt"), "--output", str(onnx_dir),
                  "--input_size", "64"]) == 0
     assert main(["run", "--checkpoint", str(onnx_dir), "--source", str(_frames(workdir)[0].parent),
-                 "--box", "[10, 10, 20, 40]", "--output", str(workdir / "run_onnx"), "--gif", "false"]) == 0
+                 "--box", "[10, 10, 20, 40]", "--output", str(workdir / "run_onnx"), "--video", "none"]) == 0
     assert (workdir / "run_onnx" / "tracks.json").is_file()
 
 

@@ -109,3 +109,20 @@ def test_region_branch_self_prior_rollout_and_hard_negatives_train_and_reload(
     trainer.save_checkpoint(tmp_path / "r.ckpt")
     _, subject, meta = load_models(tmp_path / "r.ckpt")
     assert meta["subject_model"]["region_dilations"] == [2] and subject.region_branch is not None
+
+
+def test_fine_maps_part_detector_sets_the_tracker_map_stride(tiny: dict, tmp_path: Path, batch: ClipBatch,
+                                                             loader_factory: Callable[..., DataLoader]) -> None:
+    torch.manual_seed(0)
+    parts = PartDetectorModule(**tiny, fine_maps=True, warmup_steps=1)
+    trainer = _trainer(tmp_path, 2)
+    trainer.fit(parts, train_dataloaders=loader_factory(2, T=1))
+    trainer.save_checkpoint(tmp_path / "p.ckpt")
+    module = TrackerModule(str(tmp_path / "p.ckpt"), region_dilations=[2], self_prior_prob=0.5, **tiny)
+    assert module.subject_model.stride == module.part_model.stride == 4
+    maps = module.compute(batch, self_prior_prob=0.5)
+    N = batch.frames.shape[0] * batch.frames.shape[1]
+    assert maps["region"].shape == maps["part"].shape == (N, 1, 16, 16)  # 64 px frames at stride 4
+    module.losses(batch, maps, temporal=False)["loss"].backward()
+    assert all(p.grad is None for p in module.part_model.parameters())
+    assert module.subject_model.neck.lateral[0].weight.grad.abs().sum() > 0

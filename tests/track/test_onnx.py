@@ -31,20 +31,23 @@ def test_export_writes_three_graphs_and_meta(export_dir: Path) -> None:
                                                              "template.onnx"]
 
 
-def test_onnxruntime_tracker_agrees_with_pytorch(export_dir: Path, tracker_ckpt: Path,
-                                                 batch_factory: Callable[..., ClipBatch]) -> None:
-    clip = batch_factory(B=1, T=5)
-    torch_t = Tracker.from_checkpoint(tracker_ckpt, input_size=64)
-    ort_t = onnx_tracker(export_dir, threads=1)
+def _assert_trackers_agree(torch_t: Tracker, ort_t: Tracker, clip: ClipBatch) -> None:
+    """Both trackers follow the clip's target from its first frame with matching outputs."""
     box = tuple(clip.target_box[0, 0].tolist())
     torch_t.initialize(clip.frames[0, 0], box)
     ort_t.initialize(clip.frames[0, 0], box)
-    for t in range(1, 5):
+    for t in range(1, clip.frames.shape[1]):
         a, b = torch_t.track(clip.frames[0, t]), ort_t.track(clip.frames[0, t])
         assert np.allclose(a.box, b.box, atol=BOX_ATOL)
         assert a.score == pytest.approx(b.score, abs=ATOL)
         assert np.allclose(a.parts[0].position, b.parts[0].position, atol=BOX_ATOL)
         assert np.allclose(torch_t.last_maps.product.numpy(), ort_t.last_maps.product.numpy(), atol=ATOL)
+
+
+def test_onnxruntime_tracker_agrees_with_pytorch(export_dir: Path, tracker_ckpt: Path,
+                                                 batch_factory: Callable[..., ClipBatch]) -> None:
+    torch_t = Tracker.from_checkpoint(tracker_ckpt, input_size=64)
+    _assert_trackers_agree(torch_t, onnx_tracker(export_dir, threads=1), batch_factory(B=1, T=5))
 
 
 def test_tampered_export_is_rejected(export_dir: Path, tmp_path: Path) -> None:
@@ -53,3 +56,23 @@ def test_tampered_export_is_rejected(export_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "parts.onnx").write_bytes((export_dir / "parts.onnx").read_bytes())
     with pytest.raises(DataError, match="not an ONNX export folder"):
         onnx_tracker(tmp_path)
+
+
+def test_stride4_models_with_region_branch_export_and_agree(tmp_path: Path,
+                                                            batch_factory: Callable[..., ClipBatch]) -> None:
+    """The upsampling neck (bilinear resize), the pooled prior and the region branch export too."""
+    import torch
+
+    from adaptrack.track.models import PartDetector, SubjectModel
+    from adaptrack.track.tracker import TorchBackend
+
+    torch.manual_seed(0)
+    small = {"channels": [8, 8, 12, 16], "dilations": [2]}
+    part = PartDetector(fine_maps=True, **small).eval()
+    subject = SubjectModel(head_channels=16, region_dilations=[2], fine_maps=True, **small).eval()
+    diffs = export_models(part, subject, tmp_path, ["head"], input_size=64, atol=ATOL, window_power=2.0)
+    assert max(diffs.values()) <= ATOL
+    ort_t = onnx_tracker(tmp_path, threads=1)
+    assert ort_t.map_hw == (16, 16) and ort_t.window_power == 2.0
+    torch_t = Tracker(TorchBackend(part, subject), ["head"], stride=4, input_size=64, window_power=2.0)
+    _assert_trackers_agree(torch_t, ort_t, batch_factory(B=1, T=3))

@@ -61,3 +61,39 @@ def test_bad_initial_boxes_and_missing_initialize(tracker_ckpt: Path, batch: Cli
         tracker.initialize(batch.frames[0, 0], (100, 100, 10, 10), frame_name="frame_007.jpg")
     with pytest.raises(DataError, match="positive width"):
         tracker.initialize(batch.frames[0, 0], (10, 10, 0, 10))
+
+
+class _TwoPeakBackend:
+    """Stub networks: the subject heat has two peaks, the far one (x = 12) slightly higher than the
+    one at the previous position (x = 4); the part heat follows the subject heat."""
+
+    def template(self, image: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(1, 1, 1, 1)
+
+    def _heat(self) -> torch.Tensor:
+        heat = torch.full((1, 1, 16, 16), 0.01)
+        heat[0, 0, 8, 4], heat[0, 0, 8, 12] = 0.8, 0.9
+        return heat
+
+    def parts(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self._heat(), torch.ones(1, 1, 2, 16, 16), torch.zeros(1, 1, 2, 16, 16)
+
+    def subject(self, image: torch.Tensor, kernel: torch.Tensor, prior: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self._heat(), torch.full((1, 2, 16, 16), 4.0), torch.zeros(1, 2, 16, 16), torch.ones(1, 1, 16, 16)
+
+
+@pytest.mark.parametrize("window_power, expected_x", [(0.0, 12), (4.0, 4)])
+def test_motion_window_prefers_the_peak_near_the_previous_position(window_power: float, expected_x: int) -> None:
+    tracker = Tracker(_TwoPeakBackend(), ["head"], stride=4, input_size=64, prior_sigma=0.5,
+                      window_power=window_power)
+    frame = torch.zeros(3, 64, 64, dtype=torch.uint8)
+    tracker.initialize(frame, (4 * 4 - 8, 8 * 4 - 8, 16, 16))  # centred on element (4, 8)
+    result = tracker.track(frame)
+    cx = result.box[0] + result.box[2] / 2
+    assert cx == pytest.approx(4 * expected_x)
+    assert result.score == pytest.approx(0.8 if expected_x == 4 else 0.9)  # the heat, not the windowed score
+
+
+def test_negative_window_power_is_rejected() -> None:
+    with pytest.raises(ValueError, match="window_power"):
+        Tracker(_TwoPeakBackend(), ["head"], stride=4, input_size=64, window_power=-1.0)

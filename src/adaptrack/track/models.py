@@ -13,17 +13,40 @@ Maps are ``(B, ·, H / s, W / s)``; sizes and offsets are in map elements (see :
 
 from __future__ import annotations
 
+import copy
+import itertools
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 PROB_EPS = 1e-4  # sigmoid outputs are clamped to [eps, 1 - eps] (CenterNet), so BCE stays finite
 
 
 def _prob(logits: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(logits).clamp(PROB_EPS, 1 - PROB_EPS)
+
+
+def fold_batch_norms(model: nn.Module) -> nn.Module:
+    """An inference copy of ``model`` with every batch norm folded into the convolution before it.
+
+    Applies to ``Conv2d`` → ``BatchNorm2d`` pairs inside ``nn.Sequential`` containers (all of them in
+    these networks); the outputs are those of ``model.eval()`` up to float rounding, with fewer
+    kernels per frame. ``model`` itself is left untouched.
+    """
+    folded = copy.deepcopy(model).eval()
+    for seq in folded.modules():
+        if not isinstance(seq, nn.Sequential):
+            continue
+        names = list(seq._modules)
+        for a, b in itertools.pairwise(names):
+            conv, bn = seq._modules[a], seq._modules[b]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                seq._modules[a] = fuse_conv_bn_eval(conv, bn)
+                seq._modules[b] = nn.Identity()
+    return folded
 
 
 class ConvBNReLU(nn.Sequential):
@@ -81,10 +104,46 @@ class Backbone(nn.Module):
         self.body = nn.Sequential(*layers)
         self.out_channels = channels[-1]
         self.stride = stride
+        self.fine_index = n_down - 2  # the layer whose output is at stride s / 2
+        self.fine_channels = channels[self.fine_index]
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` in [0, 1] -> ``(B, C, H / s, W / s)``."""
         return self.body(image - 0.5)
+
+    def forward_pyramid(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features at stride s ``(B, C, H / s, W / s)`` and at s / 2 ``(B, C_fine, 2H / s, 2W / s)``."""
+        x = image - 0.5
+        fine = x
+        for i, layer in enumerate(self.body):
+            x = layer(x)
+            if i == self.fine_index:
+                fine = x
+        return x, fine
+
+
+class FineNeck(nn.Module):
+    """Upsampling neck (FPN style): stride-s features, ×2 bilinear, plus the backbone's stride-s/2
+    features, then a separable block; the maps come out at s / 2 (heads 8 px apart stay apart).
+
+    Args:
+        coarse_channels: Channels of the stride-s input.
+        fine_channels: Channels of the backbone's stride-s/2 features.
+        out_channels: Output channels.
+    """
+
+    def __init__(self, coarse_channels: int, fine_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.top = nn.Sequential(nn.Conv2d(coarse_channels, out_channels, 1, bias=False),
+                                 nn.BatchNorm2d(out_channels))
+        self.lateral = nn.Sequential(nn.Conv2d(fine_channels, out_channels, 1, bias=False),
+                                     nn.BatchNorm2d(out_channels))
+        self.block = SeparableBlock(out_channels, out_channels)
+
+    def forward(self, coarse: torch.Tensor, fine: torch.Tensor) -> torch.Tensor:
+        """``(B, Cc, h, w)``, ``(B, Cf, 2h, 2w)`` -> ``(B, C, 2h, 2w)``."""
+        up = F.interpolate(self.top(coarse), size=fine.shape[-2:], mode="bilinear", align_corners=False)
+        return self.block(F.relu(up + self.lateral(fine)))  # (B, C, 2h, 2w)
 
 
 class PartDetector(nn.Module):
@@ -93,22 +152,28 @@ class PartDetector(nn.Module):
     Args:
         num_parts: K, the number of part types.
         channels: Backbone channels per stage.
-        stride: Output stride s.
+        stride: Backbone stride; the maps' stride s is this, or half of it with ``fine_maps``.
         dilations: Dilations of the backbone's context blocks.
+        fine_maps: Maps at half the backbone stride, through a :class:`FineNeck`.
     """
 
     def __init__(self, num_parts: int = 1, channels: Sequence[int] = (16, 24, 32, 48), stride: int = 8,
-                 dilations: Sequence[int] = (2,)) -> None:
+                 dilations: Sequence[int] = (2,), fine_maps: bool = False) -> None:
         super().__init__()
         self.num_parts = num_parts
         self.backbone = Backbone(channels, stride, dilations)
         c = self.backbone.out_channels
+        self.neck = None
+        if fine_maps:  # at 4x the elements, the neck and head work at the fine features' narrower width
+            self.neck = FineNeck(c, self.backbone.fine_channels, self.backbone.fine_channels)
+            c = self.backbone.fine_channels
         self.head = nn.Conv2d(c, 5 * num_parts, 1)  # K heat + 2K size + 2K offset
         nn.init.constant_(self.head.bias[:num_parts], -4.0)  # CenterNet prior: background everywhere
 
     @property
     def stride(self) -> int:
-        return self.backbone.stride
+        """Stride of the output maps."""
+        return self.backbone.stride // 2 if self.neck is not None else self.backbone.stride
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Run the detector.
@@ -120,7 +185,10 @@ class PartDetector(nn.Module):
             ``heat (B, K, h, w)`` likelihood in (0, 1); ``size (B, K, 2, h, w)`` part w, h in elements;
             ``offset (B, K, 2, h, w)`` sub-element x, y offset in elements.
         """
-        out = self.head(self.backbone(image))  # (B, 5K, h, w)
+        if self.neck is not None:
+            out = self.head(self.neck(*self.backbone.forward_pyramid(image)))  # (B, 5K, h, w)
+        else:
+            out = self.head(self.backbone(image))  # (B, 5K, h, w)
         B, _, h, w = out.shape
         K = self.num_parts
         heat = _prob(out[:, :K])  # (B, K, h, w)
@@ -152,12 +220,15 @@ class SubjectModel(nn.Module):
             subject heat logit and the motion prior, so the part region map is placed relative
             to the predicted subject (e.g. ``[2, 4]``); empty: the region maps come from the
             shared head.
+        fine_maps: Maps at half the backbone stride: correlation and head run at the backbone
+            stride, a :class:`FineNeck` brings them to s / 2 for the output maps (the motion prior
+            is then given at s / 2 and average-pooled for the correlation head).
     """
 
     def __init__(self, num_parts: int = 1, channels: Sequence[int] = (16, 24, 32, 48), stride: int = 8,
                  dilations: Sequence[int] = (2,), head_channels: int = 48,
                  head_dilations: Sequence[int] = (1, 2, 4), kernel_size: Sequence[int] = (5, 3),
-                 context: float = 0.1, region_dilations: Sequence[int] = ()) -> None:
+                 context: float = 0.1, region_dilations: Sequence[int] = (), fine_maps: bool = False) -> None:
         super().__init__()
         if any(k % 2 == 0 for k in kernel_size):
             raise ValueError(f"kernel_size entries must be odd, got {list(kernel_size)}")
@@ -172,21 +243,33 @@ class SubjectModel(nn.Module):
                                   nn.BatchNorm2d(head_channels), nn.ReLU(inplace=True))
         self.head_body = nn.Sequential(*[SeparableBlock(head_channels, head_channels, dilation=d)
                                          for d in head_dilations])
+        self.neck = None
+        ch = head_channels  # width of the map heads
+        if fine_maps:
+            ch = self.backbone.fine_channels
+            self.neck = FineNeck(head_channels, ch, ch)
         self.region_branch: nn.Module | None = None
         if region_dilations:
-            self.head = nn.Conv2d(head_channels, 5, 1)  # heat, size 2, offset 2
+            self.head = nn.Conv2d(ch, 5, 1)  # heat, size 2, offset 2
             self.region_branch = nn.Sequential(
-                nn.Conv2d(head_channels + 2, head_channels, 1, bias=False), nn.BatchNorm2d(head_channels),
-                nn.ReLU(inplace=True),
-                *[SeparableBlock(head_channels, head_channels, dilation=d) for d in region_dilations],
-                nn.Conv2d(head_channels, num_parts, 1))
+                nn.Conv2d(ch + 2, ch, 1, bias=False), nn.BatchNorm2d(ch), nn.ReLU(inplace=True),
+                *[SeparableBlock(ch, ch, dilation=d) for d in region_dilations],
+                nn.Conv2d(ch, num_parts, 1))
         else:
-            self.head = nn.Conv2d(head_channels, 5 + num_parts, 1)  # heat, size 2, offset 2, K regions
+            self.head = nn.Conv2d(ch, 5 + num_parts, 1)  # heat, size 2, offset 2, K regions
         nn.init.constant_(self.head.bias[0], -4.0)
 
     @property
     def stride(self) -> int:
-        return self.backbone.stride
+        """Stride of the output maps."""
+        return self.backbone.stride // 2 if self.neck is not None else self.backbone.stride
+
+    def features(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Backbone features ``(B, C, H / sb, W / sb)`` and, with ``fine_maps``, the stride-sb/2
+        features (else ``None``); sb is the backbone stride."""
+        if self.neck is None:
+            return self.backbone(image), None
+        return self.backbone.forward_pyramid(image)
 
     def template_grid(self, box: torch.Tensor, image_hw: tuple[int, int]) -> torch.Tensor:
         """Sampling grid of the template kernel inside ``box (B, 4)`` pixels; ``(B, kh, kw, 2)`` in [-1, 1]."""
@@ -230,33 +313,40 @@ class SubjectModel(nn.Module):
         Args:
             image: ``(B, 3, H, W)`` float in [0, 1].
             kernel: ``(B, C, kh, kw)`` from :meth:`encode_template`.
-            prior: ``(B, 1, h, w)`` motion prior (peak-1 Gaussian at the previous position).
+            prior: ``(B, 1, h, w)`` motion prior (peak-1 Gaussian at the previous position), at
+                the map stride :attr:`stride`.
 
         Returns:
             ``subject heat (B, 1, h, w)`` likelihood in (0, 1); ``size (B, 2, h, w)`` subject w, h in
             elements; ``offset (B, 2, h, w)`` in elements; ``region (B, K, h, w)`` part region maps
             in (0, 1).
         """
-        feat = self.backbone(image)  # (B, C, h, w)
-        return self.forward_features(feat, kernel, prior)
+        feat, fine = self.features(image)  # (B, C, hb, wb), (B, C_fine, 2hb, 2wb) or None
+        return self.forward_features(feat, kernel, prior, fine)
 
     def forward_features(self, feat: torch.Tensor, kernel: torch.Tensor, prior: torch.Tensor,
+                         fine: torch.Tensor | None = None,
                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """:meth:`forward` from backbone features ``(B, C, h, w)``."""
+        """:meth:`forward` from the :meth:`features` ``feat (B, C, h, w)`` and ``fine``."""
         B, C, h, w = feat.shape
         kh, kw = self.kernel_size
         corr = F.conv2d(feat.reshape(1, B * C, h, w), kernel.reshape(B * C, 1, kh, kw),
                         padding=(kh // 2, kw // 2), groups=B * C).reshape(B, C, h, w)  # (B, C, h, w)
         corr = corr / (kh * kw)
         gate = torch.sigmoid(self.gate(kernel.mean(dim=(2, 3))))[:, :, None, None]  # (B, C, 1, 1)
-        x = self.fuse(torch.cat([corr, feat * gate, prior], dim=1))  # (B, Ch, h, w)
+        coarse_prior = prior if self.neck is None else F.avg_pool2d(prior, 2)  # (B, 1, h, w)
+        x = self.fuse(torch.cat([corr, feat * gate, coarse_prior], dim=1))  # (B, Ch, h, w)
         body = self.head_body(x)  # (B, Ch, h, w)
-        out = self.head(body)  # (B, 5 + K, h, w), or (B, 5, h, w) with the region branch
-        heat = _prob(out[:, 0:1])  # (B, 1, h, w)
-        size = F.softplus(out[:, 1:3])  # (B, 2, h, w)
-        offset = out[:, 3:5]  # (B, 2, h, w)
+        if self.neck is not None:
+            if fine is None:
+                raise ValueError("a fine_maps SubjectModel needs the stride-s/2 features (see features())")
+            body = self.neck(body, fine)  # (B, Ch, 2h, 2w)
+        out = self.head(body)  # (B, 5 + K, h', w'), or (B, 5, h', w') with the region branch
+        heat = _prob(out[:, 0:1])  # (B, 1, h', w')
+        size = F.softplus(out[:, 1:3])  # (B, 2, h', w')
+        offset = out[:, 3:5]  # (B, 2, h', w')
         if self.region_branch is not None:
-            region = _prob(self.region_branch(torch.cat([body, out[:, 0:1], prior], dim=1)))  # (B, K, h, w)
+            region = _prob(self.region_branch(torch.cat([body, out[:, 0:1], prior], dim=1)))  # (B, K, h', w')
         else:
-            region = _prob(out[:, 5:])  # (B, K, h, w)
+            region = _prob(out[:, 5:])  # (B, K, h', w')
         return heat, size, offset, region

@@ -69,18 +69,20 @@ class PartDetectorModule(pl.LightningModule):
         flip_prob: Probability of a left-right flip of a batch.
         crop_size: Train on random square windows of this side (cheaper; the network is fully
             convolutional); ``None`` trains on full frames.
+        fine_maps: Maps at half the backbone stride through an upsampling neck (stride 8 -> 4), so
+            heads a few pixels apart get separate peaks; the tracker's maps follow.
     """
 
     def __init__(self, parts: list[str] | None = None, channels: list[int] | None = None, stride: int = 8,
                  dilations: list[int] | None = None, lr: float = 3e-3, weight_decay: float = 1e-4,
                  warmup_steps: int = 50, size_weight: float = 0.1, offset_weight: float = 1.0,
                  sigma_scale: float = 0.15, min_sigma: float = 0.6, flip_prob: float = 0.5,
-                 crop_size: int | None = 128) -> None:
+                 crop_size: int | None = 128, fine_maps: bool = False) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.parts = list(parts or ["head"])
         self.model_config = {"num_parts": len(self.parts), "channels": list(channels or [16, 24, 32, 48]),
-                             "stride": stride, "dilations": list(dilations or [2])}
+                             "stride": stride, "dilations": list(dilations or [2]), "fine_maps": fine_maps}
         self.part_model = PartDetector(**self.model_config)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -177,7 +179,7 @@ class TrackerModule(pl.LightningModule):
                  temporal_weight: float = 0.5, prior_sigma: float = 0.5, prior_jitter: float = 0.15,
                  flip_prob: float = 0.5, crop_size: int | None = 160, temporal_max_gap: int = 3,
                  region_dilations: list[int] | None = None, negative_boost: float = 0.0,
-                 self_prior_prob: float = 0.0) -> None:
+                 self_prior_prob: float = 0.0, window_power: float = 0.0) -> None:
         super().__init__()
         self.save_hyperparameters()
         part_model, part_meta = load_part_detector(part_checkpoint)
@@ -189,7 +191,9 @@ class TrackerModule(pl.LightningModule):
         self.part_model = part_model.requires_grad_(False).eval()
         self.subject_config = {
             "num_parts": len(self.parts), "channels": list(channels or [16, 24, 32, 48]),
-            "stride": self.part_model.stride, "dilations": list(dilations or [2]),
+            # Same backbone stride and map stride as the part detector (the element product needs it).
+            "stride": self.part_config["stride"], "fine_maps": bool(self.part_config.get("fine_maps", False)),
+            "dilations": list(dilations or [2]),
             "head_channels": head_channels, "head_dilations": list(head_dilations or [1, 2, 4]),
             "kernel_size": list(kernel_size or [5, 3]), "context": context}
         if region_dilations:
@@ -239,31 +243,33 @@ class TrackerModule(pl.LightningModule):
         x = _images(batch.frames)  # (N, 3, H, W)
         with torch.no_grad():
             part, _, _ = self.part_model(x)  # (N, K, h, w)
-        feat = self.subject_model.backbone(x)  # (N, C, h, w)
-        h, w = feat.shape[-2:]
+        feat, fine = self.subject_model.features(x)  # (N, C, hb, wb), (N, C_fine, 2hb, 2wb) or None
+        h, w = part.shape[-2:]  # map size (the part detector's, equal to the subject model's)
         ratio = size_ratio((x.shape[-1], x.shape[-2]), (w, h))
-        feat0 = feat.reshape(B, T, *feat.shape[1:])[:, 0]  # (B, C, h, w)
+        feat0 = feat.reshape(B, T, *feat.shape[1:])[:, 0]  # (B, C, hb, wb)
         kernel = self.subject_model.template_from_features(feat0, batch.template_box, x.shape[-2:])
         prev = self._previous_boxes(batch, jitter)  # (N, 4)
         if self_prior_prob > 0:
-            heat, size, offset, region = self._rollout(feat, kernel, prev.reshape(B, T, 4), ratio,
+            heat, size, offset, region = self._rollout(feat, fine, kernel, prev.reshape(B, T, 4), (h, w), ratio,
                                                        self_prior_prob)
         else:
             kernel = kernel[:, None].expand(B, T, *kernel.shape[1:]).reshape(B * T, *kernel.shape[1:])
             prior = self.prior_maps(prev, (h, w), ratio)  # (N, 1, h, w)
-            heat, size, offset, region = self.subject_model.forward_features(feat, kernel, prior)
+            heat, size, offset, region = self.subject_model.forward_features(feat, kernel, prior, fine)
         product = part.detach() * region  # (N, K, h, w)  S104: element product map
         return {"part": part, "heat": heat, "size": size, "offset": offset, "region": region,
                 "product": product, "ratio": torch.tensor(ratio)}
 
-    def _rollout(self, feat: torch.Tensor, kernel: torch.Tensor, prev: torch.Tensor,
-                 ratio: tuple[float, float], prob: float) -> tuple[torch.Tensor, ...]:
+    def _rollout(self, feat: torch.Tensor, fine: torch.Tensor | None, kernel: torch.Tensor, prev: torch.Tensor,
+                 map_hw: tuple[int, int], ratio: tuple[float, float], prob: float) -> tuple[torch.Tensor, ...]:
         """Frame-by-frame subject model with scheduled sampling of the prior (see :meth:`compute`).
 
         Args:
-            feat: ``(N, C, h, w)`` backbone features, N = B × T in clip-major order.
+            feat: ``(N, C, hb, wb)`` backbone features, N = B × T in clip-major order.
+            fine: ``(N, C_fine, 2hb, 2wb)`` stride-s/2 features of a ``fine_maps`` model, else ``None``.
             kernel: ``(B, C, kh, kw)`` template kernels.
             prev: ``(B, T, 4)`` ground-truth (jittered) previous boxes.
+            map_hw: Output map size ``(h, w)``.
             ratio: Image / map size ratio.
             prob: Per clip and frame probability of using the previous prediction.
 
@@ -271,8 +277,9 @@ class TrackerModule(pl.LightningModule):
             heat, size, offset, region as from :meth:`SubjectModel.forward_features`, ``(N, ·, h, w)``.
         """
         B, T = prev.shape[:2]
-        h, w = feat.shape[-2:]
+        h, w = map_hw
         feat = feat.reshape(B, T, *feat.shape[1:])
+        fine_t = None if fine is None else fine.reshape(B, T, *fine.shape[1:])
         outs = []
         pred = None
         for t in range(T):
@@ -281,10 +288,14 @@ class TrackerModule(pl.LightningModule):
                 use = (torch.rand(B, device=boxes.device) < prob) & torch.isfinite(pred).all(-1)
                 boxes = torch.where(use[:, None], pred, boxes)
             prior = self.prior_maps(boxes, (h, w), ratio)  # (B, 1, h, w)
-            out = self.subject_model.forward_features(feat[:, t], kernel, prior)
+            out = self.subject_model.forward_features(feat[:, t], kernel, prior,
+                                                      None if fine_t is None else fine_t[:, t])
             outs.append(out)
             with torch.no_grad():
-                centre, wh, _, _ = decode_peak(out[0][:, 0].detach(), out[1].detach(), out[2].detach(), ratio)
+                score = out[0][:, 0].detach()  # (B, h, w); decoded as the Tracker does, with its motion window
+                if self.hparams.window_power:
+                    score = score * prior[:, 0] ** self.hparams.window_power
+                centre, wh, _, _ = decode_peak(score, out[1].detach(), out[2].detach(), ratio)
                 pred = centre_size_to_xywh(centre, wh)  # (B, 4)
         return tuple(torch.stack([o[i] for o in outs], dim=1).reshape(B * T, *outs[0][i].shape[1:])
                      for i in range(4))
@@ -367,12 +378,18 @@ class TrackerModule(pl.LightningModule):
         return losses["loss"]
 
     def validation_step(self, batch: ClipBatch, batch_idx: int) -> None:
+        """Losses with the ground-truth prior; association rates both with that prior
+        (``*_gt_prior``) and closed loop, each frame's prior on the model's own previous box as in
+        the :class:`~adaptrack.track.tracker.Tracker` (``val/part_hit``, ``val/wrong_person``: what
+        checkpoints are chosen by)."""
         maps = self.compute(batch)
         losses = self.losses(batch, maps, temporal=False)
         bs = batch.frames.shape[0]
         self.log_dict({f"val/{k}": v for k, v in losses.items() if k != "loss"}, batch_size=bs)
         self.log("val/loss", losses["loss"], prog_bar=True, batch_size=bs)
         hit, wrong = self.association_rates(batch, maps)
+        self.log_dict({"val/part_hit_gt_prior": hit, "val/wrong_person_gt_prior": wrong}, batch_size=bs)
+        hit, wrong = self.association_rates(batch, self.compute(batch, self_prior_prob=1.0))
         self.log("val/part_hit", hit, prog_bar=True, batch_size=bs)
         self.log("val/wrong_person", wrong, prog_bar=True, batch_size=bs)
 
@@ -403,5 +420,5 @@ class TrackerModule(pl.LightningModule):
         checkpoint[META_KEY] = {
             "kind": "tracker", "parts": self.parts, "part_model": self.part_config,
             "subject_model": self.subject_config,
-            "tracker": {"prior_sigma": self.hparams.prior_sigma}}
+            "tracker": {"prior_sigma": self.hparams.prior_sigma, "window_power": self.hparams.window_power}}
 

@@ -82,8 +82,10 @@ def _session(path: Path, threads: int) -> object:
 def export_models(part: PartDetector, subject: SubjectModel, out_dir: str | Path, parts: list[str],
                   input_size: int = 256, prior_sigma: float = 0.5, opset: int = 18,
                   exporter: Literal["dynamo", "legacy"] = "dynamo", atol: float = DEFAULT_ATOL,
-                  ) -> dict[str, float]:
+                  window_power: float = 0.0) -> dict[str, float]:
     """Export both models into ``out_dir`` and check onnxruntime against PyTorch.
+
+    ``prior_sigma`` and ``window_power`` are the :class:`Tracker` settings recorded in ``meta.json``.
 
     Returns:
         Largest absolute difference per graph.
@@ -111,7 +113,7 @@ def export_models(part: PartDetector, subject: SubjectModel, out_dir: str | Path
                 raise RuntimeError(f"{target}: onnxruntime differs from PyTorch by {diff:.3g} > {atol}")
         diffs[name] = diff
     meta = {"parts": parts, "stride": subject.stride, "input_size": input_size, "prior_sigma": prior_sigma,
-            "opset": opset, "exporter": exporter, "max_abs_diff": diffs, "atol": atol}
+            "window_power": window_power, "opset": opset, "exporter": exporter, "max_abs_diff": diffs, "atol": atol}
     with atomic_write(out_dir / "meta.json") as fh:
         json.dump(meta, fh, indent=2)
     return diffs
@@ -152,7 +154,8 @@ def onnx_tracker(export_dir: str | Path, threads: int = 2) -> Tracker:
     """A :class:`Tracker` running the exported graphs with onnxruntime."""
     backend = OnnxBackend(export_dir, threads)
     m = backend.meta
-    return Tracker(backend, m["parts"], int(m["stride"]), int(m["input_size"]), float(m["prior_sigma"]))
+    return Tracker(backend, m["parts"], int(m["stride"]), int(m["input_size"]), float(m["prior_sigma"]),
+                   float(m.get("window_power", 0.0)))
 
 
 def load_tracker(path: str | Path, threads: int = 2) -> Tracker:
@@ -176,8 +179,9 @@ def export(checkpoint: str, output: str, input_size: int = 256, opset: int = 18,
         Largest absolute difference per graph.
     """
     part, subject, meta = load_models(checkpoint)
-    diffs = export_models(part, subject, output, meta["parts"], input_size,
-                          float(meta.get("tracker", {}).get("prior_sigma", 0.5)), opset, exporter, atol)
+    settings = meta.get("tracker", {})
+    diffs = export_models(part, subject, output, meta["parts"], input_size, float(settings.get("prior_sigma", 0.5)),
+                          opset, exporter, atol, float(settings.get("window_power", 0.0)))
     for name, d in diffs.items():
         print(f"{Path(output) / (name + '.onnx')}: max |onnxruntime - PyTorch| = {d:.2e} (atol {atol})")
     return diffs

@@ -1,12 +1,12 @@
 """``adaptrack track run``: track one person through a frame folder or an animated file.
 
-Inputs: a folder of JPEG/PNG/BMP frames (sorted by name), or a file imageio can read as frames.
-GIF (and animated PNG/WebP/TIFF) work with the bundled Pillow plugin; MP4/AVI need an extra imageio
-plugin (``pip install imageio[ffmpeg]`` or ``av``), which the project does not install by default.
+Inputs: a folder of JPEG/PNG/BMP frames (sorted by name), or a file imageio can read as frames:
+GIF (and animated PNG/WebP/TIFF) through Pillow, MP4/AVI/MOV/MKV through ``imageio-ffmpeg`` (a
+dependency; it bundles an ffmpeg binary).
 
 Outputs in ``output``: ``tracks.json`` (per frame: subject box, score, parts), ``tracks.csv`` (one
-row per frame and part) and ``annotated.gif`` (subject box in green, parts in red). All are written
-atomically.
+row per frame and part) and ``annotated.mp4`` or ``annotated.gif`` (subject box in green, parts in
+red). All are written atomically.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import csv
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -62,8 +63,7 @@ def iter_frames(source: str | Path) -> Iterator[tuple[str, np.ndarray]]:
     except DataError:
         raise
     except Exception as exc:  # imageio raises plugin-specific errors
-        hint = " (MP4 needs `pip install imageio[ffmpeg]`)" if source.suffix.lower() in (".mp4", ".avi", ".mov") else ""
-        raise DataError(f"cannot read frames{hint}: {type(exc).__name__}: {exc}", source) from exc
+        raise DataError(f"cannot read frames: {type(exc).__name__}: {exc}", source) from exc
     if n == 0:
         raise DataError("the video has zero frames", source)
 
@@ -81,8 +81,25 @@ def draw(frame: np.ndarray, result: TrackResult | None, box: tuple[float, ...] |
     return im
 
 
-def run(checkpoint: str, source: str, box: list[float], output: str = "runs/track/run", gif: bool = True,
-        max_frames: int | None = None, fps: float = 10.0, threads: int = 1) -> list[dict[str, object]]:
+def write_video(images: list[Image.Image], path: Path, fps: float) -> None:
+    """Write frames as an animated GIF (Pillow) or an H.264 MP4 (imageio-ffmpeg), atomically."""
+    with atomic_path(path) as tmp:
+        if path.suffix == ".gif":
+            images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps),
+                           loop=0)
+            return
+        import imageio.v3 as iio
+
+        # H.264 in yuv420p needs even sides: pad the frames by one pixel where they are odd.
+        w, h = images[0].size
+        even = [np.pad(np.asarray(im), ((0, h % 2), (0, w % 2), (0, 0)), mode="edge") for im in images]
+        iio.imwrite(tmp, np.stack(even), extension=".mp4", plugin="FFMPEG", fps=fps,
+                    codec="libx264", macro_block_size=1)
+
+
+def run(checkpoint: str, source: str, box: list[float], output: str = "runs/track/run",
+        video: Literal["mp4", "gif", "none"] = "mp4", max_frames: int | None = None, fps: float = 10.0,
+        threads: int = 1) -> list[dict[str, object]]:
     """Track the person in ``box`` of the first frame through ``source``.
 
     Args:
@@ -90,9 +107,9 @@ def run(checkpoint: str, source: str, box: list[float], output: str = "runs/trac
         source: Folder of frames, or a GIF/video file.
         box: Initial box ``x, y, w, h`` in pixels of the first frame.
         output: Output folder.
-        gif: Write ``annotated.gif``.
+        video: Annotated output: ``annotated.mp4``, ``annotated.gif``, or none.
         max_frames: Stop after this many frames.
-        fps: Frame rate of the GIF.
+        fps: Frame rate of the annotated video.
         threads: torch / onnxruntime intra-op threads.
 
     Returns:
@@ -116,7 +133,7 @@ def run(checkpoint: str, source: str, box: list[float], output: str = "runs/trac
         else:
             result = tracker.track(frame)
             records.append({"frame": i, "name": name, **result.as_dict()})
-        if gif:
+        if video != "none":
             images.append(draw(frame, result, tuple(box) if i == 0 else None))
     out = Path(output)
     with atomic_write(out / "tracks.json") as fh:
@@ -131,9 +148,9 @@ def run(checkpoint: str, source: str, box: list[float], output: str = "runs/trac
             parts = r["parts"] or [None]
             for p in parts:
                 writer.writerow(base + ([p["name"], *p["position"], *p["size"], p["score"]] if p else [""] * 6))
-    if gif and images:
-        with atomic_path(out / "annotated.gif") as tmp:
-            images[0].save(tmp, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
-    print(f"{len(records)} frames tracked; wrote {out / 'tracks.json'}, {out / 'tracks.csv'}"
-          + (f", {out / 'annotated.gif'}" if gif else ""))
+    written = [out / "tracks.json", out / "tracks.csv"]
+    if video != "none" and images:
+        write_video(images, out / f"annotated.{video}", fps)
+        written.append(out / f"annotated.{video}")
+    print(f"{len(records)} frames tracked; wrote {', '.join(str(p) for p in written)}")
     return records

@@ -26,11 +26,12 @@ from adaptrack.track.geometry import (
     box_centre,
     centre_size_to_xywh,
     decode_peak,
+    gather_at,
     gaussian_maps,
     scale_boxes,
     size_ratio,
 )
-from adaptrack.track.models import PartDetector, SubjectModel
+from adaptrack.track.models import PartDetector, SubjectModel, fold_batch_norms
 
 Maps = tuple[torch.Tensor, ...]
 
@@ -49,7 +50,7 @@ class Backend(Protocol):
 
 
 class TorchBackend:
-    """PyTorch backend (eval mode, inference mode).
+    """PyTorch backend: inference mode, on copies of the models with batch norms folded.
 
     Args:
         part_model: First model.
@@ -57,8 +58,8 @@ class TorchBackend:
     """
 
     def __init__(self, part_model: PartDetector, subject_model: SubjectModel) -> None:
-        self.part_model = part_model.eval()
-        self.subject_model = subject_model.eval()
+        self.part_model = fold_batch_norms(part_model)
+        self.subject_model = fold_batch_norms(subject_model)
 
     @torch.inference_mode()
     def template(self, image: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
@@ -156,10 +157,14 @@ class Tracker:
         stride: Map stride of the networks.
         input_size: Side of the square network input.
         prior_sigma: σ of the motion prior as a fraction of the box's geometric-mean side.
+        window_power: The subject box is decoded at the maximum of ``heat × prior ** window_power``
+            (a motion window, as the cosine window of SiamFC / pysot); 0 decodes the heat alone.
     """
 
     def __init__(self, backend: Backend, parts: list[str], stride: int = 8, input_size: int = 256,
-                 prior_sigma: float = 0.5) -> None:
+                 prior_sigma: float = 0.5, window_power: float = 0.0) -> None:
+        if window_power < 0:
+            raise ValueError(f"window_power must be >= 0, got {window_power}")
         if input_size % stride:
             raise ValueError(f"input_size {input_size} must be a multiple of the stride {stride}")
         self.backend = backend
@@ -168,6 +173,7 @@ class Tracker:
         self.map_hw = (input_size // stride, input_size // stride)
         self.net_ratio = size_ratio((input_size, input_size), self.map_hw[::-1])
         self.prior_sigma = prior_sigma
+        self.window_power = window_power
         self.kernel: torch.Tensor | None = None
         self.box: torch.Tensor | None = None  # (4,) original pixels
         self.last_maps: PartMaps | None = None
@@ -176,8 +182,9 @@ class Tracker:
     def from_checkpoint(cls, path: str | Path, input_size: int = 256) -> Tracker:
         """PyTorch tracker from a ``fit`` checkpoint."""
         part, subject, meta = load_models(path)
+        settings = meta.get("tracker", {})
         return cls(TorchBackend(part, subject), meta["parts"], subject.stride, input_size,
-                   float(meta.get("tracker", {}).get("prior_sigma", 0.5)))
+                   float(settings.get("prior_sigma", 0.5)), float(settings.get("window_power", 0.0)))
 
     # -------------------------------------------------------------------------- preprocessing
     def _prepare(self, frame: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, tuple[float, float]]:
@@ -234,7 +241,9 @@ class Tracker:
         heat, size, offset, region = self.backend.subject(x, self.kernel, prior)
         h, w = heat.shape[-2:]
         ratio = size_ratio((W, H), (w, h))  # original frame vs map
-        centre, wh, score, _ = decode_peak(heat[:, 0], size, offset, ratio)  # (1, 2), (1, 2), (1,)
+        windowed = heat[:, 0] * prior[:, 0] ** self.window_power if self.window_power else heat[:, 0]  # (1, h, w)
+        centre, wh, _, cell = decode_peak(windowed, size, offset, ratio)  # (1, 2), (1, 2), (1,), (1, 2)
+        score = gather_at(heat, cell)[:, 0]  # (1,) subject likelihood at the chosen peak
         box = centre_size_to_xywh(centre, wh)[0]  # (4,)
         product = part_heat[0] * region[0]  # (K, h, w)  S204
         pos, psize, pscore, _ = decode_peak(product, part_size[0], part_offset[0], ratio)  # (K, 2) ...

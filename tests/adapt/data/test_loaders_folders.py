@@ -66,7 +66,7 @@ def test_corrupt_image_names_file_or_is_skipped_with_count(tmp_path, write_png):
     truncated = root / "b" / "cut.jpg"
     write_png(truncated, size=(64, 64), mode="RGB")
     truncated.write_bytes(truncated.read_bytes()[:300])
-    with pytest.raises(DataError, match="cannot read image") as info:
+    with pytest.raises(DataError, match="image file is unreadable") as info:
         load_labeled_folder(root)
     assert info.value.path == root / "a" / "broken.png"
     with pytest.warns(UserWarning, match="skipped 2 unreadable image"):

@@ -9,14 +9,12 @@ from typing import Literal
 
 import numpy as np
 import torch
-from PIL import Image
 
 from adaptrack.common.errors import DataError
+from adaptrack.common.images import decode_image
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp")
 """File name endings (case-insensitive) recognised as images."""
-
-_GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
 
 Channels = Literal[1, 3]
 Size = tuple[int, int]
@@ -42,16 +40,7 @@ def read_image(path: Path, channels: Channels | None = None,
     Raises:
         DataError: The file is missing, unreadable, truncated or not an image.
     """
-    try:
-        with Image.open(path) as image:
-            image.load()
-            gray = image.mode in _GRAY_MODES
-            image = image.convert("L" if channels == 1 else "RGB")
-            if size is not None and image.size != (size[1], size[0]):
-                image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            array = np.asarray(image)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"cannot read image ({type(exc).__name__}: {exc})", path) from exc
+    array, gray = decode_image(path, "L" if channels == 1 else "RGB", size)
     if array.ndim == 2:
         array = array[:, :, None]  # (H, W, 1)
     return array, gray

@@ -9,6 +9,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from adaptrack.common.errors import DataError
+from adaptrack.common.images import decode_image
 
 
 def load_frame(path: str | Path, size: tuple[int, int] | None = None) -> torch.Tensor:
@@ -25,17 +26,7 @@ def load_frame(path: str | Path, size: tuple[int, int] | None = None) -> torch.T
     Raises:
         DataError: The file is missing, not an image, or truncated.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("frame file is missing", path)
-    try:
-        with Image.open(path) as image:
-            rgb = image.convert("RGB")
-            if size is not None and (rgb.height, rgb.width) != tuple(size):
-                rgb = rgb.resize((size[1], size[0]), Image.BILINEAR)
-            pixels = np.asarray(rgb)  # (H, W, 3) uint8
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DataError(f"frame file is unreadable ({type(exc).__name__}: {exc})", path) from exc
+    pixels, _ = decode_image(path, "RGB", size, what="frame file")  # (H, W, 3) uint8
     # Transposed in numpy: a single-threaded copy, immune to torch thread oversubscription.
     return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))  # (3, H, W) uint8
 
