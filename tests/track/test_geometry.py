@@ -14,6 +14,7 @@ from adaptrack.track.geometry import (
     decode_peak,
     gaussian_maps,
     local_peaks,
+    motion_window,
     points_in_boxes,
     size_ratio,
     xywh_to_xyxy,
@@ -111,3 +112,12 @@ def test_hard_negative_weights_peak_at_other_parts_and_stay_one_elsewhere() -> N
     assert w[0, 3, 5].item() == pytest.approx(4.0)  # round(20 / 4) = 5, round(12 / 4) = 3
     assert w.min().item() == pytest.approx(1.0, abs=1e-6) and w.argmax().item() == 3 * 8 + 5
     assert torch.equal(hard_negative_weights(centres, (8, 8), (4.0, 4.0), boost=0.0), torch.ones(1, 8, 8))
+
+
+def test_motion_window_weights_the_heat_by_the_prior() -> None:
+    heat = torch.tensor([[[0.9, 0.8]]])  # (1, 1, 2): the far element is higher
+    prior = torch.tensor([[[0.5, 1.0]]])
+    assert torch.equal(motion_window(heat, prior, 0.0), heat)
+    windowed = motion_window(heat, prior, 2.0)
+    assert torch.allclose(windowed, torch.tensor([[[0.225, 0.8]]]))
+    assert int(windowed.flatten().argmax()) == 1

@@ -238,6 +238,20 @@ def decode_peak(score: torch.Tensor, size: torch.Tensor, offset: torch.Tensor, r
     return position, wh, best, cell
 
 
+def motion_window(heat: torch.Tensor, prior: torch.Tensor, power: float) -> torch.Tensor:
+    """Subject score with a motion window: ``heat × prior ** power`` (``heat`` itself for power 0).
+
+    Args:
+        heat: ``(B, h, w)`` subject likelihood.
+        prior: ``(B, h, w)`` peak-1 Gaussian at the previous position.
+        power: Window strength (≥ 0); larger keeps the box nearer the previous position.
+
+    Returns:
+        ``(B, h, w)`` score to decode the subject box at.
+    """
+    return heat * prior ** power if power else heat
+
+
 def cell_centres(map_hw: tuple[int, int], ratio: Ratio, device: torch.device | None = None) -> torch.Tensor:
     """Pixel position ``element × ratio`` of every map element; ``(h, w, 2)`` x, y."""
     h, w = map_hw

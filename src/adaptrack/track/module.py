@@ -27,6 +27,7 @@ from adaptrack.track.geometry import (
     centre_size_to_xywh,
     decode_peak,
     gaussian_maps,
+    motion_window,
     points_in_boxes,
     size_ratio,
 )
@@ -292,9 +293,8 @@ class TrackerModule(pl.LightningModule):
                                                       None if fine_t is None else fine_t[:, t])
             outs.append(out)
             with torch.no_grad():
-                score = out[0][:, 0].detach()  # (B, h, w); decoded as the Tracker does, with its motion window
-                if self.hparams.window_power:
-                    score = score * prior[:, 0] ** self.hparams.window_power
+                # decoded as the Tracker does, with its motion window
+                score = motion_window(out[0][:, 0].detach(), prior[:, 0], self.hparams.window_power)  # (B, h, w)
                 centre, wh, _, _ = decode_peak(score, out[1].detach(), out[2].detach(), ratio)
                 pred = centre_size_to_xywh(centre, wh)  # (B, 4)
         return tuple(torch.stack([o[i] for o in outs], dim=1).reshape(B * T, *outs[0][i].shape[1:])

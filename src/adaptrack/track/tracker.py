@@ -28,6 +28,7 @@ from adaptrack.track.geometry import (
     decode_peak,
     gather_at,
     gaussian_maps,
+    motion_window,
     scale_boxes,
     size_ratio,
 )
@@ -241,7 +242,7 @@ class Tracker:
         heat, size, offset, region = self.backend.subject(x, self.kernel, prior)
         h, w = heat.shape[-2:]
         ratio = size_ratio((W, H), (w, h))  # original frame vs map
-        windowed = heat[:, 0] * prior[:, 0] ** self.window_power if self.window_power else heat[:, 0]  # (1, h, w)
+        windowed = motion_window(heat[:, 0], prior[:, 0], self.window_power)  # (1, h, w)
         centre, wh, _, cell = decode_peak(windowed, size, offset, ratio)  # (1, 2), (1, 2), (1,), (1, 2)
         score = gather_at(heat, cell)[:, 0]  # (1,) subject likelihood at the chosen peak
         box = centre_size_to_xywh(centre, wh)[0]  # (4,)
