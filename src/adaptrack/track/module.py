@@ -52,6 +52,15 @@ def _cosine_schedule(optimizer: torch.optim.Optimizer, total: int, warmup: int) 
     return {"scheduler": sched, "interval": "step"}
 
 
+def _adamw_cosine(module: pl.LightningModule, params: Any) -> dict[str, Any]:
+    """AdamW on ``params`` with the module's ``lr`` / ``weight_decay``, warm-up then cosine decay
+    over the trainer's estimated steps (1000 without a trainer)."""
+    hp = module.hparams
+    opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+    total = int(module.trainer.estimated_stepping_batches) if module._trainer is not None else 1000
+    return {"optimizer": opt, "lr_scheduler": _cosine_schedule(opt, total, hp.warmup_steps)}
+
+
 class PartDetectorModule(pl.LightningModule):
     """Trains the first model on every person's parts, CenterNet style (S102).
 
@@ -121,10 +130,7 @@ class PartDetectorModule(pl.LightningModule):
         self.log("val/loss", losses["loss"], prog_bar=True, batch_size=bs)
 
     def configure_optimizers(self) -> Any:
-        opt = torch.optim.AdamW(self.part_model.parameters(), lr=self.hparams.lr,
-                                weight_decay=self.hparams.weight_decay)
-        total = int(self.trainer.estimated_stepping_batches) if self._trainer is not None else 1000
-        return {"optimizer": opt, "lr_scheduler": _cosine_schedule(opt, total, self.hparams.warmup_steps)}
+        return _adamw_cosine(self, self.part_model.parameters())
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[META_KEY] = {"kind": "parts", "parts": self.parts, "part_model": self.model_config}
@@ -411,10 +417,7 @@ class TrackerModule(pl.LightningModule):
         return hit.sum() / n, wrong.sum() / n
 
     def configure_optimizers(self) -> Any:
-        opt = torch.optim.AdamW(self.subject_model.parameters(), lr=self.hparams.lr,
-                                weight_decay=self.hparams.weight_decay)
-        total = int(self.trainer.estimated_stepping_batches) if self._trainer is not None else 1000
-        return {"optimizer": opt, "lr_scheduler": _cosine_schedule(opt, total, self.hparams.warmup_steps)}
+        return _adamw_cosine(self, self.subject_model.parameters())
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[META_KEY] = {
