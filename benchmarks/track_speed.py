@@ -26,7 +26,7 @@ from adaptrack.track.data.posetrack import read_posetrack_dir
 from adaptrack.track.data.synth import generate_dataset
 from adaptrack.track.models import PartDetector, SubjectModel
 from adaptrack.track.onnx_export import export_models, onnx_tracker
-from adaptrack.track.tracker import TorchBackend, Tracker
+from adaptrack.track.tracker import TorchBackend, Tracker, TrackerSettings
 
 
 def measure(tracker: Tracker, frames: list[torch.Tensor], box: tuple[float, ...], n: int, warmup: int = 20
@@ -65,8 +65,10 @@ def main(argv: list[str] | None = None) -> int:
             # the architecture of configs/track/parts.yaml and tracker.yaml
             part = PartDetector(fine_maps=True).eval()
             subject = SubjectModel(region_dilations=(2, 4), fine_maps=True).eval()
-            torch_tracker = Tracker(TorchBackend(part, subject), ["head"], subject.stride)
-        export_models(part, subject, Path(tmp) / "onnx", torch_tracker.parts)
+            # and the decoding settings of tracker.yaml (both motion windows on)
+            settings = TrackerSettings(prior_sigma=0.2, window_power=2.0, part_window=0.15)
+            torch_tracker = Tracker(TorchBackend(part, subject), ["head"], subject.stride, settings=settings)
+        export_models(part, subject, Path(tmp) / "onnx", torch_tracker.parts, settings=torch_tracker.settings)
         ort_tracker = onnx_tracker(Path(tmp) / "onnx", threads=args.threads)
         rows = []
         for name, tracker, target in (("PyTorch", torch_tracker, 60), ("onnxruntime", ort_tracker, 100)):

@@ -15,6 +15,7 @@ from adaptrack.track.geometry import (
     gaussian_maps,
     local_peaks,
     motion_window,
+    part_window,
     points_in_boxes,
     size_ratio,
     xywh_to_xyxy,
@@ -121,3 +122,16 @@ def test_motion_window_weights_the_heat_by_the_prior() -> None:
     windowed = motion_window(heat, prior, 2.0)
     assert torch.allclose(windowed, torch.tensor([[[0.225, 0.8]]]))
     assert int(windowed.flatten().argmax()) == 1
+
+
+def test_part_window_is_a_gaussian_at_the_previous_part_scaled_by_its_size() -> None:
+    product = torch.ones(1, 2, 8, 8)
+    centre = torch.tensor([[[8.0, 12.0], [float("nan"), float("nan")]]])  # part 0 at element (2, 3)
+    size = torch.tensor([[[16.0, 16.0], [16.0, 16.0]]])  # 4 elements at ratio 4
+    out = part_window(product, centre, size, (4.0, 4.0), sigma=0.5)  # σ = 2 elements
+    assert out[0, 0, 3, 2] == 1.0 and out[0, 0].argmax() == 3 * 8 + 2
+    assert out[0, 0, 3, 6] == pytest.approx(math.exp(-16 / 8))  # 4 elements away
+    assert torch.equal(out[0, 1], product[0, 1])  # no previous position: unchanged
+    assert torch.equal(part_window(product, centre, size, (4.0, 4.0), sigma=0.0), product)
+    tiny = part_window(product, centre, torch.full((1, 2, 2), 1e-6), (4.0, 4.0), sigma=0.5)
+    assert tiny[0, 0, 3, 3] == pytest.approx(math.exp(-1 / (2 * 0.25)))  # σ floor of half an element

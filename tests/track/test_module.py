@@ -126,3 +126,23 @@ def test_fine_maps_part_detector_sets_the_tracker_map_stride(tiny: dict, tmp_pat
     module.losses(batch, maps, temporal=False)["loss"].backward()
     assert all(p.grad is None for p in module.part_model.parameters())
     assert module.subject_model.neck.lateral[0].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("sigma, hit, wrong", [(0.0, 0.5, 0.5), (0.15, 1.0, 0.0)])
+def test_closed_loop_association_decodes_frames_in_order_with_the_part_window(
+        batch_factory: Callable[..., ClipBatch], sigma: float, hit: float, wrong: float) -> None:
+    """Frame 0: the target's head is the stronger product peak; frame 1: the neighbour's head is.
+    Decoded frame by frame with the part window (as the Tracker), the part stays on the target."""
+    import dataclasses
+
+    batch = batch_factory(B=1, T=2, size=64)
+    head = torch.tensor([12.0, 12.0, 8.0, 8.0])  # centre (16, 16): element (4, 4) at ratio 4
+    neighbour = torch.tensor([44.0, 12.0, 8.0, 8.0])  # centre (48, 16): element (12, 4)
+    batch = dataclasses.replace(batch, target_parts=head.expand(1, 2, 1, 4).clone(),
+                                other_parts=neighbour.expand(1, 2, 1, 1, 4).clone())
+    product = torch.zeros(2, 1, 16, 16)
+    product[0, 0, 4, 4], product[0, 0, 4, 12] = 0.9, 0.8
+    product[1, 0, 4, 4], product[1, 0, 4, 12] = 0.8, 0.9
+    maps = {"product": product, "part_size": torch.full((2, 1, 2, 16, 16), 2.0), "ratio": torch.tensor([4.0, 4.0])}
+    rates = TrackerModule.association_rates(batch, maps, sigma)
+    assert [float(r) for r in rates] == [hit, wrong]

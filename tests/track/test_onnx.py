@@ -64,15 +64,16 @@ def test_stride4_models_with_region_branch_export_and_agree(tmp_path: Path,
     import torch
 
     from adaptrack.track.models import PartDetector, SubjectModel
-    from adaptrack.track.tracker import TorchBackend
+    from adaptrack.track.tracker import TorchBackend, TrackerSettings
 
     torch.manual_seed(0)
     small = {"channels": [8, 8, 12, 16], "dilations": [2]}
     part = PartDetector(fine_maps=True, **small).eval()
     subject = SubjectModel(head_channels=16, region_dilations=[2], fine_maps=True, **small).eval()
-    diffs = export_models(part, subject, tmp_path, ["head"], input_size=64, atol=ATOL, window_power=2.0)
+    settings = TrackerSettings(prior_sigma=0.2, window_power=2.0, part_window=0.15)
+    diffs = export_models(part, subject, tmp_path, ["head"], input_size=64, atol=ATOL, settings=settings)
     assert max(diffs.values()) <= ATOL
     ort_t = onnx_tracker(tmp_path, threads=1)
-    assert ort_t.map_hw == (16, 16) and ort_t.window_power == 2.0
-    torch_t = Tracker(TorchBackend(part, subject), ["head"], stride=4, input_size=64, window_power=2.0)
+    assert ort_t.map_hw == (16, 16) and ort_t.settings == settings
+    torch_t = Tracker(TorchBackend(part, subject), ["head"], stride=4, input_size=64, settings=settings)
     _assert_trackers_agree(torch_t, ort_t, batch_factory(B=1, T=3))

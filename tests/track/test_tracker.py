@@ -13,7 +13,7 @@ import torch
 from adaptrack.common.errors import DataError
 from adaptrack.track.data.types import ClipBatch
 from adaptrack.track.geometry import decode_peak
-from adaptrack.track.tracker import Tracker
+from adaptrack.track.tracker import Tracker, TrackerSettings
 
 
 def test_initialize_and_track_a_short_sequence(tracker_ckpt: Path, batch_factory: Callable[..., ClipBatch]) -> None:
@@ -84,8 +84,8 @@ class _TwoPeakBackend:
 
 @pytest.mark.parametrize("window_power, expected_x", [(0.0, 12), (4.0, 4)])
 def test_motion_window_prefers_the_peak_near_the_previous_position(window_power: float, expected_x: int) -> None:
-    tracker = Tracker(_TwoPeakBackend(), ["head"], stride=4, input_size=64, prior_sigma=0.5,
-                      window_power=window_power)
+    tracker = Tracker(_TwoPeakBackend(), ["head"], stride=4, input_size=64,
+                      settings=TrackerSettings(prior_sigma=0.5, window_power=window_power))
     frame = torch.zeros(3, 64, 64, dtype=torch.uint8)
     tracker.initialize(frame, (4 * 4 - 8, 8 * 4 - 8, 16, 16))  # centred on element (4, 8)
     result = tracker.track(frame)
@@ -94,6 +94,40 @@ def test_motion_window_prefers_the_peak_near_the_previous_position(window_power:
     assert result.score == pytest.approx(0.8 if expected_x == 4 else 0.9)  # the heat, not the windowed score
 
 
-def test_negative_window_power_is_rejected() -> None:
-    with pytest.raises(ValueError, match="window_power"):
-        Tracker(_TwoPeakBackend(), ["head"], stride=4, input_size=64, window_power=-1.0)
+@pytest.mark.parametrize("field", ["window_power", "part_window", "prior_sigma"])
+def test_bad_settings_are_rejected(field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        TrackerSettings(**{field: -1.0})
+
+
+def test_settings_round_trip_through_metadata() -> None:
+    settings = TrackerSettings(prior_sigma=0.2, window_power=2.0, part_window=0.15)
+    assert TrackerSettings.from_meta(settings.as_meta()) == settings
+    assert TrackerSettings.from_meta({"prior_sigma": 0.3}) == TrackerSettings(prior_sigma=0.3)  # older files
+
+
+class _SwappingPartsBackend(_TwoPeakBackend):
+    """Stub networks: a fixed subject at x = 4 and two heads at x = 4 and x = 12; the one at x = 4
+    is the stronger in black frames (the first one), the one at x = 12 in the others."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def parts(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        self.calls += 1
+        heat = torch.full((1, 1, 16, 16), 0.01)
+        heat[0, 0, 8, 4], heat[0, 0, 8, 12] = (0.9, 0.8) if float(image.max()) == 0 else (0.8, 0.9)
+        return heat, torch.ones(1, 1, 2, 16, 16), torch.zeros(1, 1, 2, 16, 16)
+
+
+@pytest.mark.parametrize("sigma, expected_x", [(0.0, 12), (0.15, 4)])
+def test_part_window_keeps_the_part_on_the_head_it_started_on(sigma: float, expected_x: int) -> None:
+    backend = _SwappingPartsBackend()
+    tracker = Tracker(backend, ["head"], stride=4, input_size=64, settings=TrackerSettings(part_window=sigma))
+    tracker.initialize(torch.zeros(3, 64, 64, dtype=torch.uint8), (8, 24, 16, 16))
+    assert tracker.box is not None and tracker.box.tolist() == [8, 24, 16, 16]  # the given box, not a decoded one
+    for _ in range(3):
+        part = tracker.track(torch.full((3, 64, 64), 255, dtype=torch.uint8)).parts[0]
+        assert part.position[0] == pytest.approx(4 * expected_x)
+        assert part.score == pytest.approx(0.8 if expected_x == 4 else 0.9)  # the bare element product
+    assert backend.calls == (4 if sigma else 3)  # the window's start comes from the first frame

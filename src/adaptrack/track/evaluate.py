@@ -12,7 +12,9 @@ annotated:
 
 Part association methods, all on the same part detector output:
 
-* ``element product`` — the patent (claims 5–6) with the tracker's box;
+* ``element product`` — the patent (claims 5–6): the maximum of the element product;
+* ``+ part window`` — the :class:`~adaptrack.track.tracker.Tracker`'s output when its
+  ``part_window`` is set: the element product times a Gaussian at the part's previous position;
 * ``(a) peak in box`` — the part-map maximum inside a person box;
 * ``(b) nearest expected`` — the part-map peak nearest the expected part position in a person box
   (``expected_position``, top-centre ``(0.5, 0.1)`` for heads);
@@ -22,6 +24,7 @@ Part association methods, all on the same part detector output:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Sequence
@@ -110,6 +113,12 @@ class SubjectTally:
         errs = np.nan_to_num(np.asarray(self.centre_errors), nan=np.inf)
         return {"AUC": float(np.mean([(ious > t).mean() for t in IOU_THRESHOLDS])),
                 "P@20": float((errs <= 20).mean())}
+
+
+def product_peak(maps: PartMaps, k: int) -> torch.Tensor:
+    """The patent's S205: the element-product maximum, decoded with the part offset; ``(2,)``."""
+    pos, _, _, _ = decode_peak(maps.product[k:k + 1], maps.size[k:k + 1], maps.offset[k:k + 1], maps.ratio)
+    return pos[0]
 
 
 def peak_in_box(maps: PartMaps, k: int, box: torch.Tensor) -> torch.Tensor:
@@ -217,8 +226,10 @@ def evaluate_sequences(sequences: Sequence[SequenceAnn], trackers: dict[str, Tra
                         if part_gt is None:
                             continue
                         name = seq.parts[k].name
-                        pos = torch.tensor(result.parts[k].position)
-                        v.tally(f"element product|{name}").add(pos, part_gt, others)
+                        v.tally(f"element product|{name}").add(product_peak(maps, k), part_gt, others)
+                        if v.tracker.settings.part_window > 0:
+                            v.tally(f"+ part window|{name}").add(torch.tensor(result.parts[k].position),
+                                                                 part_gt, others)
                         v.tally(f"(a) peak in box|{name}").add(peak_in_box(maps, k, pred_box), part_gt, others)
                         v.tally(f"(b) nearest expected|{name}").add(
                             peak_nearest(maps, k, pred_box, expected_position, peak_threshold), part_gt, others)
@@ -248,7 +259,8 @@ def evaluate(checkpoints: list[str], data: str, names: list[str] | None = None, 
              split: str = "val", parts: list[str] | None = None, part_size: float = 0.25,
              tracks: str = "designated", max_tracks: int | None = None, max_sequences: int | None = None,
              expected_position: list[float] | None = None, peak_threshold: float = 0.3,
-             output: str | None = None, threads: int = 1) -> list[dict[str, object]]:
+             output: str | None = None, threads: int = 1, part_window: float | None = None,
+             ) -> list[dict[str, object]]:
     """Evaluate trackers and the baselines on a PoseTrack18-format set; print one table.
 
     Args:
@@ -266,6 +278,8 @@ def evaluate(checkpoints: list[str], data: str, names: list[str] | None = None, 
         peak_threshold: Baseline (b)'s smallest part peak.
         output: Folder for ``metrics.json`` and ``table.md``; nothing written when unset.
         threads: torch / onnxruntime intra-op threads.
+        part_window: Override every tracker's part window (σ as a fraction of the part size; 0
+            turns it off); default: each checkpoint's own setting.
 
     Returns:
         The table rows.
@@ -276,7 +290,10 @@ def evaluate(checkpoints: list[str], data: str, names: list[str] | None = None, 
     trackers = {}
     for i, ckpt in enumerate(checkpoints):
         name = names[i] if names else Path(ckpt).parent.name or Path(ckpt).stem
-        trackers[name] = load_tracker(ckpt, threads)
+        tracker = load_tracker(ckpt, threads)
+        if part_window is not None:
+            tracker.settings = dataclasses.replace(tracker.settings, part_window=part_window)
+        trackers[name] = tracker
     first = next(iter(trackers.values()))
     part_names = list(parts or first.parts)
     for name, t in trackers.items():

@@ -252,6 +252,36 @@ def motion_window(heat: torch.Tensor, prior: torch.Tensor, power: float) -> torc
     return heat * prior ** power if power else heat
 
 
+def part_window(product: torch.Tensor, centre: torch.Tensor, size: torch.Tensor, ratio: Ratio,
+                sigma: float) -> torch.Tensor:
+    """Element product with a part-level motion window at each part's previous position.
+
+    ``product × exp(-d² / 2σ²)``, ``d`` the distance in map elements to the previous part centre,
+    ``σ = sigma × sqrt(part w × h)`` (also in elements, at least 0.5). Heads of neighbours are
+    typically one to two head sizes apart while a head moves a fraction of its size per frame, so a
+    window of a fraction of the part size keeps the decoded part on the same person.
+
+    Args:
+        product: ``(B, K, h, w)`` element product maps.
+        centre: ``(B, K, 2)`` previous part centres in pixels (NaN: no window for that part).
+        size: ``(B, K, 2)`` previous part sizes in pixels.
+        ratio: Image / map size ratio.
+        sigma: Window σ as a fraction of the part's geometric-mean side; 0 returns ``product``.
+
+    Returns:
+        ``(B, K, h, w)`` windowed maps.
+    """
+    if sigma <= 0:
+        return product
+    B, K, h, w = product.shape
+    side = (size / size.new_tensor(ratio)).clamp(min=1e-3).prod(-1).sqrt()  # (B, K) elements
+    sig = (sigma * side).nan_to_num(1.0).clamp(min=0.5)  # (B, K)
+    g = gaussian_maps(centre.reshape(B * K, 1, 2), (h, w), ratio, sigma=sig.reshape(B * K, 1),
+                      normalization="peak1", rounded=False).reshape(B, K, h, w)
+    valid = torch.isfinite(centre).all(-1) & torch.isfinite(size).all(-1)  # (B, K)
+    return torch.where(valid[..., None, None], product * g, product)
+
+
 def cell_centres(map_hw: tuple[int, int], ratio: Ratio, device: torch.device | None = None) -> torch.Tensor:
     """Pixel position ``element × ratio`` of every map element; ``(h, w, 2)`` x, y."""
     h, w = map_hw

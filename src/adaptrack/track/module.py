@@ -26,14 +26,17 @@ from adaptrack.track.geometry import (
     centernet_targets,
     centre_size_to_xywh,
     decode_peak,
+    gather_at,
     gaussian_maps,
     motion_window,
+    part_window,
     points_in_boxes,
     size_ratio,
 )
 from adaptrack.track.losses import focal_loss, hard_negative_weights, map_bce, masked_l1
 from adaptrack.track.models import PartDetector, SubjectModel
 from adaptrack.track.temporal import RegionMapBuffer
+from adaptrack.track.tracker import TrackerSettings
 
 
 def _images(frames: torch.Tensor) -> torch.Tensor:
@@ -174,6 +177,10 @@ class TrackerModule(pl.LightningModule):
         self_prior_prob: Scheduled sampling: probability that a frame's motion prior is centred on
             the model's own (detached) box prediction of the previous frame instead of the jittered
             ground truth, so the model learns to recover from its own drift; 0 disables it.
+        window_power: Tracker setting (:class:`~adaptrack.track.tracker.TrackerSettings`): motion
+            window of the subject box, also used by the closed-loop rollouts of training and validation.
+        part_window: Tracker setting: part-level motion window (σ as a fraction of the part size),
+            also used by the closed-loop validation.
     """
 
     def __init__(self, part_checkpoint: str, parts: list[str] | None = None,
@@ -186,9 +193,11 @@ class TrackerModule(pl.LightningModule):
                  temporal_weight: float = 0.5, prior_sigma: float = 0.5, prior_jitter: float = 0.15,
                  flip_prob: float = 0.5, crop_size: int | None = 160, temporal_max_gap: int = 3,
                  region_dilations: list[int] | None = None, negative_boost: float = 0.0,
-                 self_prior_prob: float = 0.0, window_power: float = 0.0) -> None:
+                 self_prior_prob: float = 0.0, window_power: float = 0.0, part_window: float = 0.0) -> None:
         super().__init__()
         self.save_hyperparameters()
+        # validated here, so a bad YAML value fails before training rather than at inference
+        self.tracker_settings = TrackerSettings(prior_sigma, window_power, part_window)
         part_model, part_meta = load_part_detector(part_checkpoint)
         self.parts = list(parts or part_meta["parts"])
         if self.parts != list(part_meta["parts"]):
@@ -243,13 +252,14 @@ class TrackerModule(pl.LightningModule):
         prior is, with that probability per clip, centred on the previous frame's predicted box.
 
         Returns:
-            ``part (N, K, h, w)`` frozen part likelihood; ``heat (N, 1, h, w)``, ``size``,
+            ``part (N, K, h, w)`` frozen part likelihood and ``part_size (N, K, 2, h, w)``;
+            ``heat (N, 1, h, w)``, ``size``,
             ``offset (N, 2, h, w)`` subject maps; ``region (N, K, h, w)``; ``product (N, K, h, w)``.
         """
         B, T = batch.frames.shape[:2]
         x = _images(batch.frames)  # (N, 3, H, W)
         with torch.no_grad():
-            part, _, _ = self.part_model(x)  # (N, K, h, w)
+            part, part_size, _ = self.part_model(x)  # (N, K, h, w), (N, K, 2, h, w)
         feat, fine = self.subject_model.features(x)  # (N, C, hb, wb), (N, C_fine, 2hb, 2wb) or None
         h, w = part.shape[-2:]  # map size (the part detector's, equal to the subject model's)
         ratio = size_ratio((x.shape[-1], x.shape[-2]), (w, h))
@@ -264,8 +274,8 @@ class TrackerModule(pl.LightningModule):
             prior = self.prior_maps(prev, (h, w), ratio)  # (N, 1, h, w)
             heat, size, offset, region = self.subject_model.forward_features(feat, kernel, prior, fine)
         product = part.detach() * region  # (N, K, h, w)  S104: element product map
-        return {"part": part, "heat": heat, "size": size, "offset": offset, "region": region,
-                "product": product, "ratio": torch.tensor(ratio)}
+        return {"part": part, "part_size": part_size, "heat": heat, "size": size, "offset": offset,
+                "region": region, "product": product, "ratio": torch.tensor(ratio)}
 
     def _rollout(self, feat: torch.Tensor, fine: torch.Tensor | None, kernel: torch.Tensor, prev: torch.Tensor,
                  map_hw: tuple[int, int], ratio: tuple[float, float], prob: float) -> tuple[torch.Tensor, ...]:
@@ -395,19 +405,37 @@ class TrackerModule(pl.LightningModule):
         self.log("val/loss", losses["loss"], prog_bar=True, batch_size=bs)
         hit, wrong = self.association_rates(batch, maps)
         self.log_dict({"val/part_hit_gt_prior": hit, "val/wrong_person_gt_prior": wrong}, batch_size=bs)
-        hit, wrong = self.association_rates(batch, self.compute(batch, self_prior_prob=1.0))
+        hit, wrong = self.association_rates(batch, self.compute(batch, self_prior_prob=1.0),
+                                            self.hparams.part_window)
         self.log("val/part_hit", hit, prog_bar=True, batch_size=bs)
         self.log("val/wrong_person", wrong, prog_bar=True, batch_size=bs)
 
     @staticmethod
-    def association_rates(batch: ClipBatch, maps: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Share of visible target parts whose element-product peak lies in the right / another part box."""
+    def association_rates(batch: ClipBatch, maps: dict[str, torch.Tensor], part_window_sigma: float = 0.0,
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Share of visible target parts whose element-product peak lies in the right / another part box.
+
+        With ``part_window_sigma > 0`` the frames of each clip are decoded in time order as the
+        :class:`~adaptrack.track.tracker.Tracker` does: frame 0 (the template frame) at the element
+        product maximum, every later frame with the part window at the previous frame's part.
+        """
         N, K, h, w = maps["product"].shape
+        B, T = batch.frames.shape[:2]
         ratio = tuple(float(r) for r in maps["ratio"])
-        flat = maps["product"].reshape(N * K, h, w)
-        part_size = torch.zeros(N * K, 2, h, w)
+        product = maps["product"].reshape(B, T, K, h, w)
+        part_size = maps["part_size"].reshape(B, T, K, 2, h, w)
+        zeros = torch.zeros(B * K, 2, h, w)
         # Offsets come from the part detector at inference; here the element position suffices.
-        pos, _, _, _ = decode_peak(flat, part_size, part_size, ratio)  # (N*K, 2)
+        positions, centre, size = [], None, None
+        for t in range(T):
+            scores = product[:, t]  # (B, K, h, w)
+            if centre is not None and size is not None:
+                scores = part_window(scores, centre, size, ratio, part_window_sigma)
+            pos, _, _, cell = decode_peak(scores.reshape(B * K, h, w), zeros, zeros, ratio)  # (B*K, 2) x2
+            wh = gather_at(part_size[:, t].reshape(B * K, 2, h, w), cell) * pos.new_tensor(ratio)  # (B*K, 2)
+            centre, size = pos.reshape(B, K, 2), wh.reshape(B, K, 2)
+            positions.append(centre)
+        pos = torch.stack(positions, dim=1).reshape(N * K, 2)  # (N*K, 2) clip-major like the batch
         target = batch.target_parts.reshape(N * K, 4)
         others = batch.other_parts.permute(0, 1, 3, 2, 4).reshape(N * K, -1, 4)  # (N*K, M, 4)
         visible = torch.isfinite(target).all(-1)
@@ -423,5 +451,5 @@ class TrackerModule(pl.LightningModule):
         checkpoint[META_KEY] = {
             "kind": "tracker", "parts": self.parts, "part_model": self.part_config,
             "subject_model": self.subject_config,
-            "tracker": {"prior_sigma": self.hparams.prior_sigma, "window_power": self.hparams.window_power}}
+            "tracker": self.tracker_settings.as_meta()}
 

@@ -27,7 +27,7 @@ from adaptrack.common.errors import DataError
 from adaptrack.common.files import atomic_path, atomic_write
 from adaptrack.track.checkpoints import load_models
 from adaptrack.track.models import PartDetector, SubjectModel
-from adaptrack.track.tracker import Maps, Tracker
+from adaptrack.track.tracker import Maps, Tracker, TrackerSettings
 
 GRAPHS = {
     "parts": (["image"], ["heat", "size", "offset"]),
@@ -80,12 +80,12 @@ def _session(path: Path, threads: int) -> object:
 
 
 def export_models(part: PartDetector, subject: SubjectModel, out_dir: str | Path, parts: list[str],
-                  input_size: int = 256, prior_sigma: float = 0.5, opset: int = 18,
+                  input_size: int = 256, settings: TrackerSettings | None = None, opset: int = 18,
                   exporter: Literal["dynamo", "legacy"] = "dynamo", atol: float = DEFAULT_ATOL,
-                  window_power: float = 0.0) -> dict[str, float]:
+                  ) -> dict[str, float]:
     """Export both models into ``out_dir`` and check onnxruntime against PyTorch.
 
-    ``prior_sigma`` and ``window_power`` are the :class:`Tracker` settings recorded in ``meta.json``.
+    ``settings`` (the :class:`Tracker`'s decoding settings) are recorded in ``meta.json``.
 
     Returns:
         Largest absolute difference per graph.
@@ -112,8 +112,9 @@ def export_models(part: PartDetector, subject: SubjectModel, out_dir: str | Path
             if not diff <= atol:
                 raise RuntimeError(f"{target}: onnxruntime differs from PyTorch by {diff:.3g} > {atol}")
         diffs[name] = diff
-    meta = {"parts": parts, "stride": subject.stride, "input_size": input_size, "prior_sigma": prior_sigma,
-            "window_power": window_power, "opset": opset, "exporter": exporter, "max_abs_diff": diffs, "atol": atol}
+    meta = {"parts": parts, "stride": subject.stride, "input_size": input_size,
+            **(settings or TrackerSettings()).as_meta(), "opset": opset, "exporter": exporter,
+            "max_abs_diff": diffs, "atol": atol}
     with atomic_write(out_dir / "meta.json") as fh:
         json.dump(meta, fh, indent=2)
     return diffs
@@ -154,8 +155,7 @@ def onnx_tracker(export_dir: str | Path, threads: int = 2) -> Tracker:
     """A :class:`Tracker` running the exported graphs with onnxruntime."""
     backend = OnnxBackend(export_dir, threads)
     m = backend.meta
-    return Tracker(backend, m["parts"], int(m["stride"]), int(m["input_size"]), float(m["prior_sigma"]),
-                   float(m.get("window_power", 0.0)))
+    return Tracker(backend, m["parts"], int(m["stride"]), int(m["input_size"]), TrackerSettings.from_meta(m))
 
 
 def load_tracker(path: str | Path, threads: int = 2) -> Tracker:
@@ -179,9 +179,8 @@ def export(checkpoint: str, output: str, input_size: int = 256, opset: int = 18,
         Largest absolute difference per graph.
     """
     part, subject, meta = load_models(checkpoint)
-    settings = meta.get("tracker", {})
-    diffs = export_models(part, subject, output, meta["parts"], input_size, float(settings.get("prior_sigma", 0.5)),
-                          opset, exporter, atol, float(settings.get("window_power", 0.0)))
+    diffs = export_models(part, subject, output, meta["parts"], input_size,
+                          TrackerSettings.from_meta(meta.get("tracker", {})), opset, exporter, atol)
     for name, d in diffs.items():
         print(f"{Path(output) / (name + '.onnx')}: max |onnxruntime - PyTorch| = {d:.2e} (atol {atol})")
     return diffs

@@ -11,7 +11,8 @@ The :class:`Tracker` only loads weights; two interchangeable backends run the ne
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Protocol
 
@@ -29,6 +30,7 @@ from adaptrack.track.geometry import (
     gather_at,
     gaussian_maps,
     motion_window,
+    part_window,
     scale_boxes,
     size_ratio,
 )
@@ -138,6 +140,42 @@ class PartMaps:
     ratio: Ratio
 
 
+@dataclass(frozen=True)
+class TrackerSettings:
+    """How the tracker decodes the maps; recorded in ``fit`` checkpoints and ONNX ``meta.json``.
+
+    Attributes:
+        prior_sigma: σ of the motion prior given to the subject model, as a fraction of the box's
+            geometric-mean side.
+        window_power: The subject box is decoded at the maximum of ``heat × prior ** window_power``
+            (a motion window, as the cosine window of SiamFC / pysot); 0 decodes the heat alone.
+        part_window: Each part is decoded at the maximum of the element product times a Gaussian at
+            the part's previous position, σ = ``part_window`` × part size
+            (:func:`~adaptrack.track.geometry.part_window`); 0 decodes the element product alone,
+            as the patent's S205.
+    """
+
+    prior_sigma: float = 0.5
+    window_power: float = 0.0
+    part_window: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.prior_sigma > 0:
+            raise ValueError(f"prior_sigma must be > 0, got {self.prior_sigma}")
+        for name in ("window_power", "part_window"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, object]) -> TrackerSettings:
+        """Settings from a checkpoint's or export's metadata (absent keys keep their defaults)."""
+        return cls(**{f.name: float(meta[f.name]) for f in fields(cls) if meta.get(f.name) is not None})
+
+    def as_meta(self) -> dict[str, float]:
+        """JSON-ready dictionary (the inverse of :meth:`from_meta`)."""
+        return asdict(self)
+
+
 def frame_tensor(frame: torch.Tensor | np.ndarray) -> torch.Tensor:
     """Accept ``(3, H, W)`` uint8 tensors or ``(H, W, 3)`` uint8 arrays; returns ``(3, H, W)`` uint8."""
     if isinstance(frame, np.ndarray):
@@ -157,15 +195,11 @@ class Tracker:
         parts: Part names, in map order.
         stride: Map stride of the networks.
         input_size: Side of the square network input.
-        prior_sigma: σ of the motion prior as a fraction of the box's geometric-mean side.
-        window_power: The subject box is decoded at the maximum of ``heat × prior ** window_power``
-            (a motion window, as the cosine window of SiamFC / pysot); 0 decodes the heat alone.
+        settings: How the maps are decoded (motion prior and windows).
     """
 
     def __init__(self, backend: Backend, parts: list[str], stride: int = 8, input_size: int = 256,
-                 prior_sigma: float = 0.5, window_power: float = 0.0) -> None:
-        if window_power < 0:
-            raise ValueError(f"window_power must be >= 0, got {window_power}")
+                 settings: TrackerSettings | None = None) -> None:
         if input_size % stride:
             raise ValueError(f"input_size {input_size} must be a multiple of the stride {stride}")
         self.backend = backend
@@ -173,19 +207,20 @@ class Tracker:
         self.input_size = input_size
         self.map_hw = (input_size // stride, input_size // stride)
         self.net_ratio = size_ratio((input_size, input_size), self.map_hw[::-1])
-        self.prior_sigma = prior_sigma
-        self.window_power = window_power
+        self.settings = settings or TrackerSettings()
         self.kernel: torch.Tensor | None = None
         self.box: torch.Tensor | None = None  # (4,) original pixels
+        self.part_centre: torch.Tensor | None = None  # (K, 2) last decoded parts, original pixels
+        self.part_size: torch.Tensor | None = None  # (K, 2)
         self.last_maps: PartMaps | None = None
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, input_size: int = 256) -> Tracker:
-        """PyTorch tracker from a ``fit`` checkpoint."""
+    def from_checkpoint(cls, path: str | Path, input_size: int = 256, settings: TrackerSettings | None = None,
+                        ) -> Tracker:
+        """PyTorch tracker from a ``fit`` checkpoint, with its recorded settings unless ``settings`` is given."""
         part, subject, meta = load_models(path)
-        settings = meta.get("tracker", {})
-        return cls(TorchBackend(part, subject), meta["parts"], subject.stride, input_size,
-                   float(settings.get("prior_sigma", 0.5)), float(settings.get("window_power", 0.0)))
+        settings = settings or TrackerSettings.from_meta(meta.get("tracker", {}))
+        return cls(TorchBackend(part, subject), meta["parts"], subject.stride, input_size, settings)
 
     # -------------------------------------------------------------------------- preprocessing
     def _prepare(self, frame: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, tuple[float, float]]:
@@ -218,11 +253,43 @@ class Tracker:
         x, (sx, sy) = self._prepare(img)
         self.kernel = self.backend.template(x, scale_boxes(b, sx, sy)[None])  # (1, C, kh, kw)
         self.box = b
+        self.part_centre = self.part_size = None
+        if self.settings.part_window > 0:  # the parts' starting positions: S202-S205 on this frame
+            self._locate(img, b)
+            self.box = b
+
+    def _locate(self, img: torch.Tensor, previous_box: torch.Tensor) -> TrackResult:
+        """S202-S205 on ``img (3, H, W)`` with the motion prior at ``previous_box (4,)``; updates the state."""
+        H, W = img.shape[-2:]
+        x, (sx, sy) = self._prepare(img)
+        part_heat, part_size, part_offset = self.backend.parts(x)  # (1, K, h, w), (1, K, 2, h, w) x2
+        prior = self._prior(scale_boxes(previous_box, sx, sy))  # (1, 1, h, w)
+        heat, size, offset, region = self.backend.subject(x, self.kernel, prior)
+        h, w = heat.shape[-2:]
+        ratio = size_ratio((W, H), (w, h))  # original frame vs map
+        windowed = motion_window(heat[:, 0], prior[:, 0], self.settings.window_power)  # (1, h, w)
+        centre, wh, _, cell = decode_peak(windowed, size, offset, ratio)  # (1, 2), (1, 2), (1,), (1, 2)
+        score = gather_at(heat, cell)[:, 0]  # (1,) subject likelihood at the chosen peak
+        box = centre_size_to_xywh(centre, wh)[0]  # (4,)
+        product = part_heat[0] * region[0]  # (K, h, w)  S204
+        decoded = product
+        if self.part_centre is not None and self.part_size is not None:
+            decoded = part_window(product[None], self.part_centre[None], self.part_size[None], ratio,
+                                  self.settings.part_window)[0]  # (K, h, w)
+        pos, psize, _, pcell = decode_peak(decoded, part_size[0], part_offset[0], ratio)  # (K, 2) ...
+        pscore = gather_at(product[:, None], pcell)[:, 0]  # (K,) element product at the chosen peaks
+        self.box = box
+        if self.settings.part_window > 0:
+            self.part_centre, self.part_size = pos, psize
+        self.last_maps = PartMaps(part_heat[0], part_size[0], part_offset[0], product, ratio)
+        parts = [PartResult(name, (float(pos[k, 0]), float(pos[k, 1])), (float(psize[k, 0]), float(psize[k, 1])),
+                            float(pscore[k])) for k, name in enumerate(self.parts)]
+        return TrackResult(tuple(float(v) for v in box), float(score[0]), parts)
 
     def _prior(self, box_net: torch.Tensor) -> torch.Tensor:
         """Motion prior ``(1, 1, h, w)`` around ``box_net (4,)`` in network pixels."""
         sigma = (box_net[2:] / box_net.new_tensor(self.net_ratio)).clamp(min=1e-3).prod().sqrt()
-        sigma = (sigma * self.prior_sigma).clamp(min=1.0)
+        sigma = (sigma * self.settings.prior_sigma).clamp(min=1.0)
         return gaussian_maps(box_centre(box_net)[None, None], self.map_hw, self.net_ratio,
                              sigma=sigma.view(1, 1), normalization="peak1", rounded=False)[:, None]
 
@@ -234,22 +301,4 @@ class Tracker:
         """
         if self.kernel is None or self.box is None:
             raise RuntimeError("call Tracker.initialize(frame, box) before track()")
-        img = frame_tensor(frame)
-        H, W = img.shape[-2:]
-        x, (sx, sy) = self._prepare(img)
-        part_heat, part_size, part_offset = self.backend.parts(x)  # (1, K, h, w), (1, K, 2, h, w) x2
-        prior = self._prior(scale_boxes(self.box, sx, sy))  # (1, 1, h, w)
-        heat, size, offset, region = self.backend.subject(x, self.kernel, prior)
-        h, w = heat.shape[-2:]
-        ratio = size_ratio((W, H), (w, h))  # original frame vs map
-        windowed = motion_window(heat[:, 0], prior[:, 0], self.window_power)  # (1, h, w)
-        centre, wh, _, cell = decode_peak(windowed, size, offset, ratio)  # (1, 2), (1, 2), (1,), (1, 2)
-        score = gather_at(heat, cell)[:, 0]  # (1,) subject likelihood at the chosen peak
-        box = centre_size_to_xywh(centre, wh)[0]  # (4,)
-        product = part_heat[0] * region[0]  # (K, h, w)  S204
-        pos, psize, pscore, _ = decode_peak(product, part_size[0], part_offset[0], ratio)  # (K, 2) ...
-        self.box = box
-        self.last_maps = PartMaps(part_heat[0], part_size[0], part_offset[0], product, ratio)
-        parts = [PartResult(name, (float(pos[k, 0]), float(pos[k, 1])), (float(psize[k, 0]), float(psize[k, 1])),
-                            float(pscore[k])) for k, name in enumerate(self.parts)]
-        return TrackResult(tuple(float(v) for v in box), float(score[0]), parts)
+        return self._locate(frame_tensor(frame), self.box)
