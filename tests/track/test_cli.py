@@ -57,6 +57,15 @@ def test_evaluate_prints_table_with_baselines(workdir: Path, capsys: pytest.Capt
     assert ours["hit %"] + ours["wrong %"] + ours["miss %"] == pytest.approx(100.0)
 
 
+def test_evaluate_with_a_part_window_adds_its_row_beside_the_bare_element_product(workdir: Path) -> None:
+    out = workdir / "eval_window"
+    assert main(["evaluate", "--checkpoints", f"[{workdir / 'tracker' / 'best.ckpt'}]", "--data",
+                 str(workdir / "data"), "--split", "val", "--part_window", "0.15", "--output", str(out)]) == 0
+    rows = json.loads((out / "metrics.json").read_text())["rows"]
+    assert [r["method"] for r in rows[:2]] == ["element product", "+ part window"] and len(rows) == 6
+    assert rows[0]["frames"] == rows[1]["frames"] > 0
+
+
 def _frames(workdir: Path) -> list[Path]:
     return sorted((workdir / "data" / "images" / "val").rglob("*.jpg"))
 

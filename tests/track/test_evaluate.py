@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from adaptrack.track.evaluate import PartTally, SubjectTally, peak_in_box, peak_nearest
+from adaptrack.track.evaluate import PartTally, SubjectTally, peak_in_box, peak_nearest, product_peak
 from adaptrack.track.tracker import PartMaps
 
 
@@ -54,3 +54,12 @@ def test_baseline_b_takes_the_peak_nearest_the_expected_position() -> None:
     assert peak_nearest(maps, 0, box, (0.5, 0.1), threshold=0.3).tolist() == [40.0, 16.0]
     # below the threshold no peak qualifies: falls back to the global maximum
     assert peak_nearest(maps, 0, box, (0.5, 0.1), threshold=0.95).tolist() == [16.0, 8.0]
+
+
+def test_product_peak_decodes_the_element_product_maximum_with_the_part_offset() -> None:
+    product = torch.zeros(1, 4, 4)
+    product[0, 1, 2] = 0.7  # element x = 2, y = 1
+    offset = torch.zeros(1, 2, 4, 4)
+    offset[0, :, 1, 2] = torch.tensor([0.25, 0.5])
+    maps = PartMaps(product, torch.ones(1, 2, 4, 4), offset, product, (8.0, 8.0))
+    assert product_peak(maps, 0).tolist() == [18.0, 12.0]
