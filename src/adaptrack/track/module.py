@@ -429,7 +429,7 @@ class TrackerModule(pl.LightningModule):
         ratio = tuple(float(r) for r in maps["ratio"])
         product = maps["product"].reshape(B, T, K, h, w)
         part_size = maps["part_size"].reshape(B, T, K, 2, h, w)
-        zeros = torch.zeros(B * K, 2, h, w)
+        zeros = product.new_zeros(B * K, 2, h, w)
         # Offsets come from the part detector at inference; here the element position suffices.
         positions, centre, size = [], None, None
         for t in range(T):

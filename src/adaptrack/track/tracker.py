@@ -56,8 +56,8 @@ class Backend(Protocol):
 
 class TorchBackend:
     """PyTorch backend: inference mode, on copies of the models with batch norms folded and weights
-    and images in the channels-last memory format (its convolutions run about 1.7× faster on CPU at
-    batch 1; measured by ``benchmarks/track_speed.py``).
+    and images in the channels-last memory format (both networks ran 1.7× faster on 2 CPU cores at
+    batch 1 than in the default layout).
 
     Args:
         part_model: First model.
