@@ -258,18 +258,23 @@ class Tracker:
         if not (0 <= cx <= W and 0 <= cy <= H):
             raise DataError(f"initial box {tuple(box)} is outside the {W}x{H} frame (centre "
                             f"({cx:.1f}, {cy:.1f}))", frame_name)
-        x, (sx, sy) = self._prepare(img)
-        self.kernel = self.backend.template(x, scale_boxes(b, sx, sy)[None])  # (1, C, kh, kw)
+        x, scale = self._prepare(img)
+        self.kernel = self.backend.template(x, scale_boxes(b, *scale)[None])  # (1, C, kh, kw)
         self.box = b
         self.part_centre = self.part_size = None
         if self.settings.part_window > 0:  # the parts' starting positions: S202-S205 on this frame
-            self._locate(img, b)
-            self.box = b
+            self._locate(x, scale, (W, H), b)
 
-    def _locate(self, img: torch.Tensor, previous_box: torch.Tensor) -> TrackResult:
-        """S202-S205 on ``img (3, H, W)`` with the motion prior at ``previous_box (4,)``; updates the state."""
-        H, W = img.shape[-2:]
-        x, (sx, sy) = self._prepare(img)
+    def _locate(self, x: torch.Tensor, scale: tuple[float, float], frame_wh: tuple[int, int],
+                previous_box: torch.Tensor) -> tuple[TrackResult, torch.Tensor]:
+        """S202-S205 on the network input ``x (1, 3, S, S)`` of a ``frame_wh`` frame, with the motion
+        prior at ``previous_box (4,)``; updates the parts' state and :attr:`last_maps`.
+
+        Returns:
+            The result and the subject box ``(4,)`` in original pixels.
+        """
+        W, H = frame_wh
+        sx, sy = scale
         part_heat, part_size, part_offset = self.backend.parts(x)  # (1, K, h, w), (1, K, 2, h, w) x2
         prior = self._prior(scale_boxes(previous_box, sx, sy))  # (1, 1, h, w)
         heat, size, offset, region = self.backend.subject(x, self.kernel, prior)
@@ -286,13 +291,12 @@ class Tracker:
                                   self.settings.part_window)[0]  # (K, h, w)
         pos, psize, _, pcell = decode_peak(decoded, part_size[0], part_offset[0], ratio)  # (K, 2) ...
         pscore = gather_at(product[:, None], pcell)[:, 0]  # (K,) element product at the chosen peaks
-        self.box = box
         if self.settings.part_window > 0:
             self.part_centre, self.part_size = pos, psize
         self.last_maps = PartMaps(part_heat[0], part_size[0], part_offset[0], product, ratio)
         parts = [PartResult(name, (float(pos[k, 0]), float(pos[k, 1])), (float(psize[k, 0]), float(psize[k, 1])),
                             float(pscore[k])) for k, name in enumerate(self.parts)]
-        return TrackResult(tuple(float(v) for v in box), float(score[0]), parts)
+        return TrackResult(tuple(float(v) for v in box), float(score[0]), parts), box
 
     def _prior(self, box_net: torch.Tensor) -> torch.Tensor:
         """Motion prior ``(1, 1, h, w)`` around ``box_net (4,)`` in network pixels."""
@@ -309,4 +313,7 @@ class Tracker:
         """
         if self.kernel is None or self.box is None:
             raise RuntimeError("call Tracker.initialize(frame, box) before track()")
-        return self._locate(frame_tensor(frame), self.box)
+        img = frame_tensor(frame)
+        x, scale = self._prepare(img)
+        result, self.box = self._locate(x, scale, (img.shape[-1], img.shape[-2]), self.box)
+        return result
