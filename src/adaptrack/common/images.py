@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -12,6 +14,18 @@ from adaptrack.common.errors import DataError
 
 GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
 """Pillow modes of gray-scale files."""
+
+
+@contextmanager
+def _opened(path: Path, what: str) -> Iterator[Image.Image]:
+    """The Pillow image of ``path``; a missing file or any decoding error becomes a :class:`DataError`."""
+    if not path.is_file():
+        raise DataError(f"{what} is missing", path)
+    try:
+        with Image.open(path) as image:
+            yield image
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(f"{what} is unreadable ({type(exc).__name__}: {exc})", path) from exc
 
 
 def decode_image(path: str | Path, mode: Literal["RGB", "L"] = "RGB", size: tuple[int, int] | None = None,
@@ -31,17 +45,20 @@ def decode_image(path: str | Path, mode: Literal["RGB", "L"] = "RGB", size: tupl
     Raises:
         DataError: ``"<what> is missing"`` or ``"<what> is unreadable (<reason>)"``, naming the file.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{what} is missing", path)
-    try:
-        with Image.open(path) as image:
-            image.load()
-            gray = image.mode in GRAY_MODES
-            image = image.convert(mode)
-            if size is not None and image.size != (size[1], size[0]):
-                image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            array = np.asarray(image)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"{what} is unreadable ({type(exc).__name__}: {exc})", path) from exc
-    return array, gray
+    with _opened(Path(path), what) as image:
+        image.load()
+        gray = image.mode in GRAY_MODES
+        image = image.convert(mode)
+        if size is not None and image.size != (size[1], size[0]):
+            image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        return np.asarray(image), gray
+
+
+def image_size(path: str | Path, what: str = "image file") -> tuple[int, int]:
+    """An image's ``(width, height)`` from its header, without decoding the pixels.
+
+    Raises:
+        DataError: As :func:`decode_image`.
+    """
+    with _opened(Path(path), what) as image:
+        return int(image.width), int(image.height)

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from adaptrack.common.errors import DataError
-from adaptrack.common.images import decode_image
+from adaptrack.common.images import decode_image, image_size
 
 
 def load_frame(path: str | Path, size: tuple[int, int] | None = None) -> torch.Tensor:
@@ -53,11 +52,4 @@ def frame_size(path: str | Path) -> tuple[int, int]:
     Raises:
         DataError: The file is missing or not an image.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("frame file is missing", path)
-    try:
-        with Image.open(path) as image:
-            return int(image.width), int(image.height)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DataError(f"frame file is unreadable ({type(exc).__name__}: {exc})", path) from exc
+    return image_size(path, what="frame file")
