@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -52,9 +53,19 @@ def test_evaluate_prints_table_with_baselines(workdir: Path, capsys: pytest.Capt
     for method in ("element product", "(a) peak in box", "(b) nearest expected", "ground truth", "wrong %"):
         assert method in printed
     rows = json.loads((out / "metrics.json").read_text())["rows"]
-    assert len(rows) == 5  # ours + 2 baselines with the tracker's box + 2 with the ground-truth box
-    ours = rows[0]
-    assert ours["hit %"] + ours["wrong %"] + ours["miss %"] == pytest.approx(100.0)
+    # ours + 2 baselines, each with the tracker's box and with the ground truth
+    assert [(r["method"], r["box"]) for r in rows] == [
+        ("element product", "tracker"), ("(a) peak in box", "tracker"), ("(b) nearest expected", "tracker"),
+        ("element product", "ground truth"), ("(a) peak in box", "ground truth"),
+        ("(b) nearest expected", "ground truth")]
+    for row in rows:
+        assert row["hit %"] + row["wrong %"] + row["miss %"] == pytest.approx(100.0)
+        assert row["frames"] == rows[0]["frames"] > 0
+    assert math.isnan(rows[3]["AUC"]) and not math.isnan(rows[0]["AUC"])
+    assert main(["evaluate", "--checkpoints", f"[{workdir / 'tracker' / 'best.ckpt'}]", "--data",
+                 str(workdir / "data"), "--split", "val", "--ground_truth_prior", "false", "--output", str(out)]) == 0
+    rows = json.loads((out / "metrics.json").read_text())["rows"]
+    assert [r["box"] for r in rows].count("ground truth") == 2  # the baselines' only
 
 
 def test_evaluate_with_a_part_window_adds_its_row_beside_the_bare_element_product(workdir: Path) -> None:
@@ -62,7 +73,9 @@ def test_evaluate_with_a_part_window_adds_its_row_beside_the_bare_element_produc
     assert main(["evaluate", "--checkpoints", f"[{workdir / 'tracker' / 'best.ckpt'}]", "--data",
                  str(workdir / "data"), "--split", "val", "--part_window", "0.15", "--output", str(out)]) == 0
     rows = json.loads((out / "metrics.json").read_text())["rows"]
-    assert [r["method"] for r in rows[:2]] == ["element product", "+ part window"] and len(rows) == 6
+    assert [r["method"] for r in rows[:2]] == ["element product", "+ part window"] and len(rows) == 8
+    assert [(r["method"], r["box"]) for r in rows[4:6]] == [("element product", "ground truth"),
+                                                          ("+ part window", "ground truth")]
     assert rows[0]["frames"] == rows[1]["frames"] > 0
 
 

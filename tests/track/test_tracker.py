@@ -131,3 +131,16 @@ def test_part_window_keeps_the_part_on_the_head_it_started_on(sigma: float, expe
         assert part.position[0] == pytest.approx(4 * expected_x)
         assert part.score == pytest.approx(0.8 if expected_x == 4 else 0.9)  # the bare element product
     assert backend.calls == (4 if sigma else 3)  # the window's start comes from the first frame
+
+
+def test_prior_box_centres_the_motion_prior_for_one_frame() -> None:
+    tracker = Tracker(_TwoPeakBackend(), ["head"], stride=4, input_size=64,
+                      settings=TrackerSettings(prior_sigma=0.5, window_power=4.0))
+    frame = torch.zeros(3, 64, 64, dtype=torch.uint8)
+    tracker.initialize(frame, (4 * 4 - 8, 8 * 4 - 8, 16, 16))  # on the weaker peak at element (4, 8)
+    moved = tracker.track(frame, prior_box=(4 * 12 - 8, 8 * 4 - 8, 16, 16))  # prior on the peak at x = 12
+    assert moved.box[0] + moved.box[2] / 2 == pytest.approx(4 * 12)
+    assert tracker.track(frame).box == moved.box  # the next frame's prior follows the result
+    for bad in ((0, 0, 0, 16), (0, 0, float("nan"), 16), (1, 2, 3)):
+        with pytest.raises(ValueError, match="prior_box"):
+            tracker.track(frame, prior_box=bad)

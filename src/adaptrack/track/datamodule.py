@@ -42,13 +42,17 @@ class TrackDataModule(pl.LightningDataModule):
         val_samples: Random (but fixed) clips for validation.
         num_workers: Data loader worker processes.
         seed: Seed of the clip draw.
+        hard_share: Share of training clips drawn from crowded windows only (another person's part
+            within ``hard_radius`` part sizes of the target's, or the target's part hidden), as
+            hard-example mining; 0 draws uniformly. Validation always draws uniformly.
+        hard_radius: Distance in target part sizes that makes a frame crowded.
     """
 
     def __init__(self, train_dir: str, val_dir: str | None = None, images_root: str | None = None,
                  parts: list[str] | None = None, part_size: float = 0.25, clip_len: int = 6,
                  max_stride: int = 2, image_size: int = 256, batch_size: int = 8,
                  samples_per_epoch: int = 256, val_samples: int = 64, num_workers: int = 0,
-                 seed: int = 0) -> None:
+                 seed: int = 0, hard_share: float = 0.0, hard_radius: float = 0.75) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.parts = list(parts or ["head"])
@@ -59,16 +63,19 @@ class TrackDataModule(pl.LightningDataModule):
         specs = part_specs(self.parts, self.hparams.part_size)
         return read_posetrack_dir(annotation_dir(path, split), self.hparams.images_root, specs)
 
-    def _dataset(self, sequences: list[SequenceAnn], samples: int, seed: int) -> ClipDataset:
+    def _dataset(self, sequences: list[SequenceAnn], samples: int, seed: int, hard_share: float = 0.0,
+                 ) -> ClipDataset:
         s = self.hparams.image_size
         return ClipDataset(sequences, clip_len=self.hparams.clip_len, stride=1,
                            max_stride=self.hparams.max_stride, size=(s, s), samples_per_epoch=samples,
-                           seed=seed, require_template_part=True)
+                           seed=seed, require_template_part=True, hard_share=hard_share,
+                           hard_radius=self.hparams.hard_radius)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None and stage in (None, "fit"):
             self.train_set = self._dataset(self._read(self.hparams.train_dir, "train"),
-                                           self.hparams.samples_per_epoch, self.hparams.seed)
+                                           self.hparams.samples_per_epoch, self.hparams.seed,
+                                           self.hparams.hard_share)
         if self.val_set is None and self.hparams.val_dir and stage in (None, "fit", "validate"):
             self.val_set = self._dataset(self._read(self.hparams.val_dir, "val"),
                                          self.hparams.val_samples, self.hparams.seed + 1)

@@ -19,11 +19,15 @@ Part association methods, all on the same part detector output:
 * ``(b) nearest expected`` — the part-map peak nearest the expected part position in a person box
   (``expected_position``, top-centre ``(0.5, 0.1)`` for heads);
 
-(a) and (b) are reported with the tracker's box and with the ground-truth box.
+(a) and (b) are reported with the tracker's box and with the ground-truth box. So are the element
+product and the part window: their ``ground truth`` rows come from a second pass of each tracker whose
+motion prior is centred on the target's annotated box in every frame (``Tracker.track(prior_box=…)``),
+which measures association apart from subject tracking.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -50,7 +54,7 @@ from adaptrack.track.geometry import (
     points_in_boxes,
 )
 from adaptrack.track.onnx_export import load_tracker
-from adaptrack.track.tracker import PartMaps, Tracker
+from adaptrack.track.tracker import PartMaps, Tracker, TrackResult
 
 COLUMNS = ["method", "model", "box", "AUC", "P@20", "hit %", "wrong %", "miss %", "err/size", "frames"]
 IOU_THRESHOLDS = np.linspace(0, 1, 21)
@@ -180,14 +184,29 @@ class Variant:
     tracker: Tracker
     subject: SubjectTally = field(default_factory=SubjectTally)
     parts: dict[str, PartTally] = field(default_factory=dict)
+    gt_prior: Tracker | None = None  # the same networks, prior on the ground-truth box
+    gt_parts: dict[str, PartTally] = field(default_factory=dict)
 
     def tally(self, key: str) -> PartTally:
         return self.parts.setdefault(key, PartTally())
 
+    def gt_tally(self, key: str) -> PartTally:
+        return self.gt_parts.setdefault(key, PartTally())
+
+
+def _tracker_parts(tracker: Tracker, result: TrackResult, k: int) -> dict[str, torch.Tensor]:
+    """The patent's bare element-product peak and, with a part window, the tracker's output for part k."""
+    maps = tracker.last_maps
+    assert maps is not None
+    out = {"element product": product_peak(maps, k)}
+    if tracker.settings.part_window > 0:
+        out["+ part window"] = torch.tensor(result.parts[k].position)
+    return out
+
 
 def evaluate_sequences(sequences: Sequence[SequenceAnn], trackers: dict[str, Tracker], tracks: str = "designated",
                        max_tracks: int | None = None, expected_position: Sequence[float] = (0.5, 0.1),
-                       peak_threshold: float = 0.3) -> list[dict[str, object]]:
+                       peak_threshold: float = 0.3, ground_truth_prior: bool = True) -> list[dict[str, object]]:
     """Run every tracker over every selected track and return the table rows.
 
     Args:
@@ -197,11 +216,15 @@ def evaluate_sequences(sequences: Sequence[SequenceAnn], trackers: dict[str, Tra
         max_tracks: At most this many tracks per sequence.
         expected_position: Baseline (b)'s expected part position, relative to the person box.
         peak_threshold: Baseline (b)'s smallest part peak.
+        ground_truth_prior: Also run each tracker with its motion prior on the target's annotated
+            box (frames where the target is not annotated keep the tracker's own box); its element
+            product and part window get ``ground truth`` rows. Doubles the network time.
 
     Returns:
         Rows with the :data:`COLUMNS` keys.
     """
-    variants = [Variant(name, t) for name, t in trackers.items()]
+    variants = [Variant(name, t, gt_prior=copy.copy(t) if ground_truth_prior else None)
+                for name, t in trackers.items()]
     gt_box_tallies: dict[str, PartTally] = {}
     for seq in sequences:
         K = len(seq.parts)
@@ -209,14 +232,19 @@ def evaluate_sequences(sequences: Sequence[SequenceAnn], trackers: dict[str, Tra
             f0 = seq.frames[first]
             image0 = load_frame(f0.path)
             for v in variants:
-                v.tracker.initialize(image0, f0.person(track_id).box, frame_name=f"{f0.path}")
+                for tracker in (v.tracker, v.gt_prior):
+                    if tracker is not None:
+                        tracker.initialize(image0, f0.person(track_id).box, frame_name=f"{f0.path}")
             for frame in seq.frames[first + 1:]:
                 image = load_frame(frame.path)
+                box_gt, _, _ = _gt(frame, track_id, 0)
                 for vi, v in enumerate(variants):
                     result = v.tracker.track(image)
                     maps = v.tracker.last_maps
                     assert maps is not None
-                    box_gt, _, _ = _gt(frame, track_id, 0)
+                    gt_result = None
+                    if v.gt_prior is not None:
+                        gt_result = v.gt_prior.track(image, None if box_gt is None else tuple(box_gt.tolist()))
                     if box_gt is None:
                         continue
                     pred_box = torch.tensor(result.box)
@@ -226,10 +254,11 @@ def evaluate_sequences(sequences: Sequence[SequenceAnn], trackers: dict[str, Tra
                         if part_gt is None:
                             continue
                         name = seq.parts[k].name
-                        v.tally(f"element product|{name}").add(product_peak(maps, k), part_gt, others)
-                        if v.tracker.settings.part_window > 0:
-                            v.tally(f"+ part window|{name}").add(torch.tensor(result.parts[k].position),
-                                                                 part_gt, others)
+                        for method, pos in _tracker_parts(v.tracker, result, k).items():
+                            v.tally(f"{method}|{name}").add(pos, part_gt, others)
+                        if v.gt_prior is not None and gt_result is not None:
+                            for method, pos in _tracker_parts(v.gt_prior, gt_result, k).items():
+                                v.gt_tally(f"{method}|{name}").add(pos, part_gt, others)
                         v.tally(f"(a) peak in box|{name}").add(peak_in_box(maps, k, pred_box), part_gt, others)
                         v.tally(f"(b) nearest expected|{name}").add(
                             peak_nearest(maps, k, pred_box, expected_position, peak_threshold), part_gt, others)
@@ -239,19 +268,17 @@ def evaluate_sequences(sequences: Sequence[SequenceAnn], trackers: dict[str, Tra
                                     (f"(b) nearest expected|{name}",
                                      peak_nearest(maps, k, box_gt, expected_position, peak_threshold))):
                                 gt_box_tallies.setdefault(key, PartTally()).add(pos_gt, part_gt, others)
+    multi = len(sequences[0].parts) > 1 if sequences else False
+    no_subject = {"AUC": math.nan, "P@20": math.nan}
+    groups = [(v.name, "tracker", v.subject.row(), v.parts) for v in variants]
+    groups += [(v.name, "ground truth", no_subject, v.gt_parts) for v in variants]
+    groups.append((variants[0].name if variants else "", "ground truth", no_subject, gt_box_tallies))
     rows: list[dict[str, object]] = []
-    for v in variants:
-        subj = v.subject.row()
-        for key, tally in v.parts.items():
+    for model, box, subject, tallies in groups:
+        for key, tally in tallies.items():
             method, part = key.split("|")
-            label = method if len(sequences[0].parts) == 1 else f"{method} [{part}]"
-            rows.append({"method": label, "model": v.name, "box": "tracker", **subj, **tally.row()})
-    first_name = variants[0].name if variants else ""
-    for key, tally in gt_box_tallies.items():
-        method, part = key.split("|")
-        label = method if len(sequences[0].parts) == 1 else f"{method} [{part}]"
-        rows.append({"method": label, "model": first_name, "box": "ground truth", "AUC": math.nan,
-                     "P@20": math.nan, **tally.row()})
+            rows.append({"method": f"{method} [{part}]" if multi else method, "model": model, "box": box,
+                         **subject, **tally.row()})
     return rows
 
 
@@ -260,7 +287,7 @@ def evaluate(checkpoints: list[str], data: str, names: list[str] | None = None, 
              tracks: str = "designated", max_tracks: int | None = None, max_sequences: int | None = None,
              expected_position: list[float] | None = None, peak_threshold: float = 0.3,
              output: str | None = None, threads: int = 1, part_window: float | None = None,
-             ) -> list[dict[str, object]]:
+             ground_truth_prior: bool = True) -> list[dict[str, object]]:
     """Evaluate trackers and the baselines on a PoseTrack18-format set; print one table.
 
     Args:
@@ -280,6 +307,9 @@ def evaluate(checkpoints: list[str], data: str, names: list[str] | None = None, 
         threads: torch / onnxruntime intra-op threads.
         part_window: Override every tracker's part window (σ as a fraction of the part size; 0
             turns it off); default: each checkpoint's own setting.
+        ground_truth_prior: Also report the element product and part window with each tracker's
+            motion prior on the annotated target box (association apart from tracking; twice the
+            network time).
 
     Returns:
         The table rows.
@@ -303,7 +333,7 @@ def evaluate(checkpoints: list[str], data: str, names: list[str] | None = None, 
     if max_sequences:
         sequences = sequences[:max_sequences]
     rows = evaluate_sequences(sequences, trackers, tracks, max_tracks, tuple(expected_position or (0.5, 0.1)),
-                              peak_threshold)
+                              peak_threshold, ground_truth_prior)
     n_tracks = sum(len(select_tracks(s, tracks, max_tracks)) for s in sequences)
     table = format_table(rows, COLUMNS, title=f"{len(sequences)} sequences, {n_tracks} tracks: {data}")
     if n_tracks == 0:

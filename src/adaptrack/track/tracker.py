@@ -305,15 +305,28 @@ class Tracker:
         return gaussian_maps(box_centre(box_net)[None, None], self.map_hw, self.net_ratio,
                              sigma=sigma.view(1, 1), normalization="peak1", rounded=False)[:, None]
 
-    def track(self, frame: torch.Tensor | np.ndarray) -> TrackResult:
+    def track(self, frame: torch.Tensor | np.ndarray,
+              prior_box: tuple[float, float, float, float] | None = None) -> TrackResult:
         """Locate the subject and its parts in the next frame (S201–S205).
+
+        Args:
+            frame: The next frame.
+            prior_box: Centre the motion prior on this ``(x, y, w, h)`` box instead of the previous
+                result (a re-detection, or the ground truth to measure association apart from
+                tracking); ``None`` tracks on its own.
 
         Raises:
             RuntimeError: :meth:`initialize` was not called.
+            ValueError: ``prior_box`` has no positive, finite size.
         """
         if self.kernel is None or self.box is None:
             raise RuntimeError("call Tracker.initialize(frame, box) before track()")
+        previous = self.box
+        if prior_box is not None:
+            previous = torch.tensor([float(v) for v in prior_box])  # (4,)
+            if previous.shape != (4,) or not bool(torch.isfinite(previous).all() & (previous[2:] > 0).all()):
+                raise ValueError(f"prior_box must be a finite (x, y, w, h) with positive size, got {prior_box}")
         img = frame_tensor(frame)
         x, scale = self._prepare(img)
-        result, self.box = self._locate(x, scale, (img.shape[-1], img.shape[-2]), self.box)
+        result, self.box = self._locate(x, scale, (img.shape[-1], img.shape[-2]), previous)
         return result

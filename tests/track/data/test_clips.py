@@ -12,6 +12,7 @@ from PIL import Image
 
 from adaptrack.common.errors import DataError
 from adaptrack.track.data import ClipDataset, FrameAnn, PartSpec, PersonAnn, SequenceAnn, collate_clips
+from adaptrack.track.data.clips import is_crowded_frame
 from adaptrack.track.data.frames import resize_frame
 
 
@@ -83,6 +84,36 @@ def test_sampling_mode_is_reproducible_and_changes_with_epoch(tmp_path: Path) ->
     assert [(c.sequence, c.track_id, tuple(c.frame_indices)) for c in (ds[i] for i in range(16))] != first
     with pytest.raises(IndexError):
         ds[16]
+
+
+def test_crowded_frame_neighbour_distance_hidden_part_and_absent_target(tmp_path: Path) -> None:
+    frame = make_sequence(tmp_path, "s", [[0, 1, 2]]).frames[0]
+    # part centres are 8 px apart with a 4 px side: 2 part sizes
+    assert not is_crowded_frame(frame, 0, radius=1.5)
+    assert is_crowded_frame(frame, 0, radius=2.0)
+    assert is_crowded_frame(frame, 2, radius=0.1)  # track 2's part is hidden
+    assert not is_crowded_frame(frame, 1, radius=1.5)  # track 2 has no part to be near
+    assert not is_crowded_frame(frame, 5, radius=9.0)  # the target is not in the frame
+
+
+def test_hard_share_draws_crowded_clips(tmp_path: Path) -> None:
+    alone = make_sequence(tmp_path, "alone", [[0]] * 6)
+    pair = make_sequence(tmp_path, "pair", [[0]] * 3 + [[0, 1]] * 3)
+    uniform = ClipDataset([alone, pair], clip_len=2, samples_per_epoch=64, seed=1)
+    assert uniform.hard_items == []
+    hard = ClipDataset([alone, pair], clip_len=2, samples_per_epoch=64, seed=1, hard_share=1.0, hard_radius=2.5)
+    # windows of "pair" that reach frame 3 (starts 2..4), for both tracks there
+    assert sorted((hard.items[i].start, hard.items[i].track_id) for i in hard.hard_items) == [
+        (2, 0), (3, 0), (3, 1), (4, 0), (4, 1)]
+    assert {hard[i].sequence for i in range(64)} == {"pair"}
+    assert {uniform[i].sequence for i in range(64)} == {"alone", "pair"}
+    half = ClipDataset([alone, pair], clip_len=2, samples_per_epoch=400, seed=1, hard_share=0.5, hard_radius=2.5)
+    crowded = {("pair", hard.items[i].start * 2, hard.items[i].track_id) for i in hard.hard_items}
+    share = sum((c.sequence, c.frame_indices[0], c.track_id) in crowded for c in (half[i] for i in range(400))) / 400
+    assert 0.6 < share < 0.82  # 0.5 + 0.5 x the uniform share of 5 hard items in 12
+    for bad in ({"hard_share": 1.5}, {"hard_radius": 0.0}):
+        with pytest.raises(ValueError, match="hard_"):
+            ClipDataset([alone], clip_len=2, **bad)
 
 
 def test_collate_pads_other_people_with_nan(tmp_path: Path) -> None:

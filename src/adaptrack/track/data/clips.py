@@ -50,6 +50,12 @@ class ClipDataset(Dataset[Clip]):
         samples_per_epoch: Random-sampling mode with this many items; ``None`` enumerates.
         seed: Seed of the random-sampling mode.
         require_template_part: Only start clips where the target's first part is visible in frame 0.
+        hard_share: In the random-sampling mode, the share of draws taken from *hard* clips only
+            (:func:`is_crowded_frame`: in some frame of the clip's window the target's part is
+            hidden, or another person's part centre lies within ``hard_radius`` target part sizes
+            of it); the rest are drawn from all clips. 0 draws uniformly.
+        hard_radius: Distance, in target part sizes (geometric-mean side), under which another
+            person's part makes a frame hard.
 
     Raises:
         DataError: No clip can be formed (sequences too short, no visible targets).
@@ -59,13 +65,18 @@ class ClipDataset(Dataset[Clip]):
                  max_stride: int | None = None, max_frame_gap: int | None = None,
                  size: tuple[int, int] | None = None, targets: Literal["all", "designated"] = "all",
                  samples_per_epoch: int | None = None, seed: int = 0,
-                 require_template_part: bool = False) -> None:
+                 require_template_part: bool = False, hard_share: float = 0.0, hard_radius: float = 0.75,
+                 ) -> None:
         if clip_len < 1 or stride < 1:
             raise ValueError(f"clip_len and stride must be ≥ 1, got {clip_len} and {stride}")
         if max_stride is not None and max_stride < stride:
             raise ValueError(f"max_stride ({max_stride}) must be ≥ stride ({stride})")
         if targets not in ("all", "designated"):
             raise ValueError(f"targets must be 'all' or 'designated', got {targets!r}")
+        if not 0.0 <= hard_share <= 1.0:
+            raise ValueError(f"hard_share must be in [0, 1], got {hard_share}")
+        if not hard_radius > 0:
+            raise ValueError(f"hard_radius must be > 0, got {hard_radius}")
         self.sequences = list(sequences)
         self.clip_len = clip_len
         self.stride = stride
@@ -82,6 +93,9 @@ class ClipDataset(Dataset[Clip]):
                 f"no clip of {clip_len} frames (stride {stride}) with a visible target can be formed from "
                 f"{len(self.sequences)} sequence(s): {names}; use shorter clips or longer sequences"
             )
+        self.hard_share = hard_share
+        self.hard_items = [i for i, item in enumerate(self.items) if self._is_hard(item, hard_radius)] \
+            if hard_share > 0 else []
 
     def _fits(self, seq: SequenceAnn, start: int, stride: int) -> bool:
         last = start + (self.clip_len - 1) * stride
@@ -109,6 +123,13 @@ class ClipDataset(Dataset[Clip]):
                     items.append(_Item(s, start, person.track_id))
         return items
 
+    def _is_hard(self, item: _Item, radius: float) -> bool:
+        """Whether any frame the item's clip can span (up to ``max_stride``) is crowded for its target."""
+        seq = self.sequences[item.sequence]
+        span = (self.clip_len - 1) * (self.max_stride or self.stride)
+        frames = seq.frames[item.start:item.start + span + 1]
+        return any(is_crowded_frame(frame, item.track_id, radius) for frame in frames)
+
     def set_epoch(self, epoch: int) -> None:
         """Change the random draw of the sampling mode (no effect when enumerating)."""
         self.epoch = epoch
@@ -124,7 +145,10 @@ class ClipDataset(Dataset[Clip]):
             item = self.items[index]
         else:
             rng = np.random.default_rng([self.seed, self.epoch, index])
-            item = self.items[int(rng.integers(len(self.items)))]
+            if self.hard_items and rng.random() < self.hard_share:
+                item = self.items[self.hard_items[int(rng.integers(len(self.hard_items)))]]
+            else:
+                item = self.items[int(rng.integers(len(self.items)))]
             if self.max_stride is not None:
                 stride = int(rng.integers(self.stride, self.max_stride + 1))
                 seq = self.sequences[item.sequence]
@@ -166,6 +190,29 @@ class ClipDataset(Dataset[Clip]):
             raise DataError(f"frame {frame.frame_index}: file is {width}x{height}, "
                             f"annotations say {frame.width}x{frame.height}", frame.path)
         return load_frame(frame.path, self.size)  # (3, H, W) uint8
+
+
+def is_crowded_frame(frame: FrameAnn, track_id: int, radius: float) -> bool:
+    """Whether the target's first part is hard to tell apart in ``frame``.
+
+    True when the target is annotated but its part is not (hidden), or when another person's part
+    centre lies within ``radius`` × the target part's geometric-mean side of the target part's
+    centre. False when the target is absent from the frame.
+    """
+    target = frame.person(track_id)
+    if target is None:
+        return False
+    if not target.parts or target.parts[0] is None:
+        return True
+    x, y, w, h = target.parts[0]
+    cx, cy, reach = x + w / 2, y + h / 2, radius * math.sqrt(max(w * h, 0.0))
+    for person in frame.people:
+        if person.track_id == track_id or not person.parts or person.parts[0] is None:
+            continue
+        ox, oy, ow, oh = person.parts[0]
+        if math.hypot(ox + ow / 2 - cx, oy + oh / 2 - cy) <= reach:
+            return True
+    return False
 
 
 def build_clip_targets(seq: SequenceAnn, frames: Sequence[FrameAnn], track_id: int,
