@@ -111,6 +111,8 @@ def test_hard_share_draws_crowded_clips(tmp_path: Path) -> None:
     crowded = {("pair", hard.items[i].start * 2, hard.items[i].track_id) for i in hard.hard_items}
     share = sum((c.sequence, c.frame_indices[0], c.track_id) in crowded for c in (half[i] for i in range(400))) / 400
     assert 0.6 < share < 0.82  # 0.5 + 0.5 x the uniform share of 5 hard items in 12
+    with pytest.warns(UserWarning, match="no clip .* is crowded"):
+        assert ClipDataset([alone], clip_len=2, samples_per_epoch=4, hard_share=0.5).hard_items == []
     for bad in ({"hard_share": 1.5}, {"hard_radius": 0.0}):
         with pytest.raises(ValueError, match="hard_"):
             ClipDataset([alone], clip_len=2, **bad)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -96,6 +97,9 @@ class ClipDataset(Dataset[Clip]):
         self.hard_share = hard_share
         self.hard_items = [i for i, item in enumerate(self.items) if self._is_hard(item, hard_radius)] \
             if hard_share > 0 else []
+        if hard_share > 0 and not self.hard_items:
+            warnings.warn(f"hard_share={hard_share}: no clip of {len(self.sequences)} sequence(s) is crowded at "
+                          f"hard_radius={hard_radius}; drawing uniformly", stacklevel=2)
 
     def _fits(self, seq: SequenceAnn, start: int, stride: int) -> bool:
         last = start + (self.clip_len - 1) * stride
