@@ -195,6 +195,12 @@ def frame_tensor(frame: torch.Tensor | np.ndarray) -> torch.Tensor:
     return frame
 
 
+def valid_box(box: tuple[float, ...] | list[float]) -> torch.Tensor | None:
+    """``box`` as a ``(4,)`` float tensor if it is a finite ``(x, y, w, h)`` with positive size, else ``None``."""
+    b = torch.tensor([float(v) for v in box])
+    return b if b.shape == (4,) and bool(torch.isfinite(b).all() & (b[2:] > 0).all()) else None
+
+
 class Tracker:
     """Single-target part-aware tracker.
 
@@ -251,10 +257,11 @@ class Tracker:
         """
         img = frame_tensor(frame)
         H, W = img.shape[-2:]
-        b = torch.tensor([float(v) for v in box])
+        b = valid_box(box)
+        if b is None:
+            raise DataError(f"initial box {tuple(box)} must be a finite (x, y, w, h) with a positive width and "
+                            "height", frame_name)
         cx, cy = float(b[0] + b[2] / 2), float(b[1] + b[3] / 2)
-        if not bool(torch.isfinite(b).all()) or b[2] <= 0 or b[3] <= 0:
-            raise DataError(f"initial box {tuple(box)} needs a positive width and height", frame_name)
         if not (0 <= cx <= W and 0 <= cy <= H):
             raise DataError(f"initial box {tuple(box)} is outside the {W}x{H} frame (centre "
                             f"({cx:.1f}, {cy:.1f}))", frame_name)
@@ -321,11 +328,9 @@ class Tracker:
         """
         if self.kernel is None or self.box is None:
             raise RuntimeError("call Tracker.initialize(frame, box) before track()")
-        previous = self.box
-        if prior_box is not None:
-            previous = torch.tensor([float(v) for v in prior_box])  # (4,)
-            if previous.shape != (4,) or not bool(torch.isfinite(previous).all() & (previous[2:] > 0).all()):
-                raise ValueError(f"prior_box must be a finite (x, y, w, h) with positive size, got {prior_box}")
+        previous = self.box if prior_box is None else valid_box(prior_box)  # (4,)
+        if previous is None:
+            raise ValueError(f"prior_box must be a finite (x, y, w, h) with positive size, got {prior_box}")
         img = frame_tensor(frame)
         x, scale = self._prepare(img)
         result, self.box = self._locate(x, scale, (img.shape[-1], img.shape[-2]), previous)
