@@ -62,6 +62,12 @@ def test_evaluate_prints_table_with_baselines(workdir: Path, capsys: pytest.Capt
         assert row["hit %"] + row["wrong %"] + row["miss %"] == pytest.approx(100.0)
         assert row["frames"] == rows[0]["frames"] > 0
     assert math.isnan(rows[3]["AUC"]) and not math.isnan(rows[0]["AUC"])
+    # per-track outcomes of the tracker's output: one letter per frame after the first
+    tracks = json.loads((out / "metrics.json").read_text())["tracks"]
+    assert len(tracks) == 1 and tracks[0]["model"] == "tiny" and len(tracks[0]["timeline"]) == 7
+    assert set(tracks[0]["timeline"]) <= set("hWm-") and tracks[0]["frames"] == rows[0]["frames"]
+    assert tracks[0]["timeline"] in (out / "tracks.md").read_text()
+    assert ("tracks with wrong-person frames" in printed) == (tracks[0]["wrong %"] > 0)
     assert main(["evaluate", "--checkpoints", f"[{workdir / 'tracker' / 'best.ckpt'}]", "--data",
                  str(workdir / "data"), "--split", "val", "--ground_truth_prior", "false", "--output", str(out)]) == 0
     rows = json.loads((out / "metrics.json").read_text())["rows"]

@@ -24,6 +24,25 @@ def test_part_tally_hit_wrong_miss_and_error() -> None:
     assert row["err/size"] == pytest.approx((0 + 2 + math.hypot(65, 65) / 10) / 3)
 
 
+def test_part_tally_keeps_per_track_timelines_and_a_bootstrap_interval_over_tracks() -> None:
+    tally = PartTally()
+    target = torch.tensor([10.0, 10.0, 10.0, 10.0])
+    others = torch.tensor([[30.0, 10.0, 10.0, 10.0]])
+    hit, wrong = torch.tensor([15.0, 15.0]), torch.tensor([35.0, 15.0])
+    for pos in (hit, hit, wrong):
+        tally.add(pos, target, others, track="a/0")
+    tally.skip(track="a/0")  # not scored, only shown
+    assert tally.timelines() == {"a/0": "hhW-"} and tally.row()["frames"] == 3
+    low, high = tally.interval("W")
+    assert low == pytest.approx(100 / 3) and high == pytest.approx(100 / 3)  # one track: nothing to resample
+    for _ in range(3):
+        tally.add(hit, target, others, track="b/0")
+    low, high = tally.interval("W")
+    assert low == 0.0 and high == pytest.approx(100 / 3)  # resamples of only b, or only a
+    assert tally.row()["wrong 95% CI"] == f"0.0-{100 / 3:.1f}"
+    assert math.isnan(PartTally().interval()[0]) and PartTally().row()["frames"] == 0
+
+
 def test_subject_tally_auc_and_precision() -> None:
     tally = SubjectTally()
     gt = torch.tensor([0.0, 0.0, 10.0, 10.0])

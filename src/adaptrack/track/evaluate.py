@@ -23,6 +23,11 @@ Part association methods, all on the same part detector output:
 product and the part window: their ``ground truth`` rows come from a second pass of each tracker whose
 motion prior is centred on the target's annotated box in every frame (``Tracker.track(prior_box=…)``),
 which measures association apart from subject tracking.
+
+Each row's wrong-person rate carries a 95 % bootstrap interval over tracks (frames of one track are
+not independent: a swap lasts many frames). For the tracker's output the per-track outcomes are kept
+as timelines, one letter per frame (``h`` hit, ``W`` wrong person, ``m`` miss, ``-`` not annotated),
+so the tracks that swap people can be found and watched.
 """
 
 from __future__ import annotations
@@ -56,46 +61,92 @@ from adaptrack.track.geometry import (
 from adaptrack.track.onnx_export import load_tracker
 from adaptrack.track.tracker import PartMaps, Tracker, TrackResult
 
-COLUMNS = ["method", "model", "box", "AUC", "P@20", "hit %", "wrong %", "miss %", "err/size", "frames"]
+COLUMNS = ["method", "model", "box", "AUC", "P@20", "hit %", "wrong %", "wrong 95% CI", "miss %", "err/size",
+           "frames"]
+TRACK_COLUMNS = ["model", "part", "track", "hit %", "wrong %", "frames", "timeline"]
 IOU_THRESHOLDS = np.linspace(0, 1, 21)
 
 
 @dataclass
 class PartTally:
-    """Outcome counts of one association method."""
+    """Outcome counts of one association method, also kept per track for intervals and timelines.
+
+    Attributes:
+        tracks: ``{track key: outcomes}``, one character per frame of that track in time order:
+            ``h`` hit, ``W`` wrong person, ``m`` miss, ``-`` target part not annotated (not scored).
+    """
 
     hit: int = 0
     wrong: int = 0
     miss: int = 0
     errors: list[float] = field(default_factory=list)
+    tracks: dict[str, list[str]] = field(default_factory=dict)
 
-    def add(self, position: torch.Tensor, target: torch.Tensor, others: torch.Tensor) -> None:
+    def add(self, position: torch.Tensor, target: torch.Tensor, others: torch.Tensor, track: str = "") -> None:
         """Score one prediction.
 
         Args:
             position: ``(2,)`` predicted x, y (NaN = no prediction, a miss).
             target: ``(4,)`` tracked person's part box.
             others: ``(M, 4)`` other people's part boxes (NaN rows ignored).
+            track: Key of the track the frame belongs to (for :meth:`interval` and :meth:`timelines`).
         """
+        outcomes = self.tracks.setdefault(track, [])
         if not bool(torch.isfinite(position).all()):
             self.miss += 1
             self.errors.append(math.inf)
+            outcomes.append("m")
             return
         if bool(points_in_boxes(position, target)):
             self.hit += 1
+            outcomes.append("h")
         elif others.numel() and bool(points_in_boxes(position[None], others).any()):
             self.wrong += 1
+            outcomes.append("W")
         else:
             self.miss += 1
+            outcomes.append("m")
         side = math.sqrt(float(target[2] * target[3]))
         self.errors.append(float((position - box_centre(target)).norm()) / max(side, 1e-6))
 
-    def row(self) -> dict[str, float]:
+    def skip(self, track: str = "") -> None:
+        """Record a frame of ``track`` whose target part is not annotated (kept in the timeline only)."""
+        self.tracks.setdefault(track, []).append("-")
+
+    def interval(self, outcome: str = "W", level: float = 0.95, resamples: int = 2000,
+                 seed: int = 0) -> tuple[float, float]:
+        """Bootstrap interval of an outcome's rate in % over tracks (tracks resampled with replacement).
+
+        Frames of one track are not independent (a tracker that swaps people stays swapped), so the
+        tracks, not the frames, are the units resampled.
+
+        Returns:
+            ``(low, high)``; NaNs without scored frames.
+        """
+        counts = np.array([[o.count(outcome), sum(c != "-" for c in o)] for o in self.tracks.values()],
+                          dtype=float).reshape(-1, 2)  # (tracks, 2)
+        if counts[:, 1].sum() == 0:
+            return math.nan, math.nan
+        rng = np.random.default_rng(seed)
+        picks = rng.integers(0, len(counts), size=(resamples, len(counts)))  # (R, tracks)
+        sums = counts[picks].sum(axis=1)  # (R, 2)
+        rates = 100 * sums[:, 0] / np.maximum(sums[:, 1], 1)
+        tail = 100 * (1 - level) / 2
+        return float(np.percentile(rates, tail)), float(np.percentile(rates, 100 - tail))
+
+    def timelines(self) -> dict[str, str]:
+        """``{track key: outcome string}`` (see :attr:`tracks`)."""
+        return {key: "".join(o) for key, o in self.tracks.items()}
+
+    def row(self) -> dict[str, object]:
         n = self.hit + self.wrong + self.miss
         if n == 0:
-            return {"hit %": math.nan, "wrong %": math.nan, "miss %": math.nan, "err/size": math.nan, "frames": 0}
+            return {"hit %": math.nan, "wrong %": math.nan, "wrong 95% CI": "-", "miss %": math.nan,
+                    "err/size": math.nan, "frames": 0}
         finite = [e for e in self.errors if math.isfinite(e)]
-        return {"hit %": 100 * self.hit / n, "wrong %": 100 * self.wrong / n, "miss %": 100 * self.miss / n,
+        low, high = self.interval("W")
+        return {"hit %": 100 * self.hit / n, "wrong %": 100 * self.wrong / n,
+                "wrong 95% CI": f"{low:.1f}-{high:.1f}", "miss %": 100 * self.miss / n,
                 "err/size": float(np.mean(finite)) if finite else math.nan, "frames": n}
 
 
@@ -206,8 +257,9 @@ def _tracker_parts(tracker: Tracker, result: TrackResult, k: int) -> dict[str, t
 
 def evaluate_sequences(sequences: Sequence[SequenceAnn], trackers: dict[str, Tracker], tracks: str = "designated",
                        max_tracks: int | None = None, expected_position: Sequence[float] = (0.5, 0.1),
-                       peak_threshold: float = 0.3, ground_truth_prior: bool = True) -> list[dict[str, object]]:
-    """Run every tracker over every selected track and return the table rows.
+                       peak_threshold: float = 0.3, ground_truth_prior: bool = True,
+                       ) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """Run every tracker over every selected track and return the table rows and per-track outcomes.
 
     Args:
         sequences: Annotated sequences (their parts must match the trackers').
@@ -221,7 +273,9 @@ def evaluate_sequences(sequences: Sequence[SequenceAnn], trackers: dict[str, Tra
             product and part window get ``ground truth`` rows. Doubles the network time.
 
     Returns:
-        Rows with the :data:`COLUMNS` keys.
+        Rows with the :data:`COLUMNS` keys, and one row per model and track with the
+        :data:`TRACK_COLUMNS` keys for the tracker's output (its part window when set, else the
+        element product; the tracker's own box).
     """
     variants = [Variant(name, t, gt_prior=copy.copy(t) if ground_truth_prior else None)
                 for name, t in trackers.items()]
@@ -235,6 +289,7 @@ def evaluate_sequences(sequences: Sequence[SequenceAnn], trackers: dict[str, Tra
                 for tracker in (v.tracker, v.gt_prior):
                     if tracker is not None:
                         tracker.initialize(image0, f0.person(track_id).box, frame_name=f"{f0.path}")
+            track = f"{seq.name}/{track_id}"
             for frame in seq.frames[first + 1:]:
                 image = load_frame(frame.path)
                 box_gt, _, _ = _gt(frame, track_id, 0)
@@ -245,29 +300,33 @@ def evaluate_sequences(sequences: Sequence[SequenceAnn], trackers: dict[str, Tra
                     gt_result = None
                     if v.gt_prior is not None:
                         gt_result = v.gt_prior.track(image, None if box_gt is None else tuple(box_gt.tolist()))
-                    if box_gt is None:
-                        continue
                     pred_box = torch.tensor(result.box)
-                    v.subject.add(pred_box, box_gt)
+                    if box_gt is not None:
+                        v.subject.add(pred_box, box_gt)
                     for k in range(K):
                         _, part_gt, others = _gt(frame, track_id, k)
-                        if part_gt is None:
-                            continue
                         name = seq.parts[k].name
-                        for method, pos in _tracker_parts(v.tracker, result, k).items():
-                            v.tally(f"{method}|{name}").add(pos, part_gt, others)
+                        scored: list[tuple[PartTally, torch.Tensor | None]] = [
+                            (v.tally(f"{method}|{name}"), pos)
+                            for method, pos in _tracker_parts(v.tracker, result, k).items()]
                         if v.gt_prior is not None and gt_result is not None:
-                            for method, pos in _tracker_parts(v.gt_prior, gt_result, k).items():
-                                v.gt_tally(f"{method}|{name}").add(pos, part_gt, others)
-                        v.tally(f"(a) peak in box|{name}").add(peak_in_box(maps, k, pred_box), part_gt, others)
-                        v.tally(f"(b) nearest expected|{name}").add(
-                            peak_nearest(maps, k, pred_box, expected_position, peak_threshold), part_gt, others)
+                            scored += [(v.gt_tally(f"{method}|{name}"), pos)
+                                       for method, pos in _tracker_parts(v.gt_prior, gt_result, k).items()]
+                        scored += [(v.tally(f"(a) peak in box|{name}"), peak_in_box(maps, k, pred_box)),
+                                   (v.tally(f"(b) nearest expected|{name}"),
+                                    peak_nearest(maps, k, pred_box, expected_position, peak_threshold))]
                         if vi == 0:  # ground-truth box baselines depend on the part detector only
-                            for key, pos_gt in (
-                                    (f"(a) peak in box|{name}", peak_in_box(maps, k, box_gt)),
-                                    (f"(b) nearest expected|{name}",
-                                     peak_nearest(maps, k, box_gt, expected_position, peak_threshold))):
-                                gt_box_tallies.setdefault(key, PartTally()).add(pos_gt, part_gt, others)
+                            scored += [
+                                (gt_box_tallies.setdefault(f"(a) peak in box|{name}", PartTally()),
+                                 None if box_gt is None else peak_in_box(maps, k, box_gt)),
+                                (gt_box_tallies.setdefault(f"(b) nearest expected|{name}", PartTally()),
+                                 None if box_gt is None else
+                                 peak_nearest(maps, k, box_gt, expected_position, peak_threshold))]
+                        for tally, pos in scored:
+                            if part_gt is None or pos is None:
+                                tally.skip(track)
+                            else:
+                                tally.add(pos, part_gt, others, track)
     multi = len(sequences[0].parts) > 1 if sequences else False
     no_subject = {"AUC": math.nan, "P@20": math.nan}
     groups = [(v.name, "tracker", v.subject.row(), v.parts) for v in variants]
@@ -279,7 +338,20 @@ def evaluate_sequences(sequences: Sequence[SequenceAnn], trackers: dict[str, Tra
             method, part = key.split("|")
             rows.append({"method": f"{method} [{part}]" if multi else method, "model": model, "box": box,
                          **subject, **tally.row()})
-    return rows
+    track_rows: list[dict[str, object]] = []
+    for v in variants:
+        output = "+ part window" if v.tracker.settings.part_window > 0 else "element product"
+        for key, tally in v.parts.items():
+            method, part = key.split("|")
+            if method != output:
+                continue
+            for track, line in tally.timelines().items():
+                scored = sum(c != "-" for c in line)
+                track_rows.append({"model": v.name, "part": part, "track": track,
+                                   "hit %": 100 * line.count("h") / max(scored, 1),
+                                   "wrong %": 100 * line.count("W") / max(scored, 1), "frames": scored,
+                                   "timeline": line})
+    return rows, track_rows
 
 
 def evaluate(checkpoints: list[str], data: str, names: list[str] | None = None, images_root: str | None = None,
@@ -332,17 +404,28 @@ def evaluate(checkpoints: list[str], data: str, names: list[str] | None = None, 
     sequences = read_posetrack_dir(annotation_dir(data, split), images_root, part_specs(part_names, part_size))
     if max_sequences:
         sequences = sequences[:max_sequences]
-    rows = evaluate_sequences(sequences, trackers, tracks, max_tracks, tuple(expected_position or (0.5, 0.1)),
-                              peak_threshold, ground_truth_prior)
+    rows, track_rows = evaluate_sequences(sequences, trackers, tracks, max_tracks,
+                                          tuple(expected_position or (0.5, 0.1)), peak_threshold,
+                                          ground_truth_prior)
     n_tracks = sum(len(select_tracks(s, tracks, max_tracks)) for s in sequences)
     table = format_table(rows, COLUMNS, title=f"{len(sequences)} sequences, {n_tracks} tracks: {data}")
     if n_tracks == 0:
         table += "\n(no track is annotated in two or more frames of a sequence: nothing to track)"
+    table += ("\nwrong 95% CI: bootstrap over tracks (a swap lasts many frames, so frames are not "
+              "independent)")
+    swapped = [r for r in track_rows if float(r["wrong %"]) > 0]  # type: ignore[arg-type]
+    legend = "timeline: one letter per frame, h hit, W wrong person, m miss, - part not annotated"
+    swaps = format_table(swapped, TRACK_COLUMNS, title="tracks with wrong-person frames (tracker output)")
     print(table)
+    print(f"\n{swaps}\n{legend}" if swapped else "\nno track has a wrong-person frame (tracker output)")
     if output:
         out = Path(output)
         with atomic_write(out / "metrics.json") as fh:
-            json.dump({"data": str(data), "checkpoints": checkpoints, "rows": rows}, fh, indent=2, default=str)
+            json.dump({"data": str(data), "checkpoints": checkpoints, "rows": rows, "tracks": track_rows}, fh,
+                      indent=2, default=str)
         with atomic_write(out / "table.md") as fh:
             fh.write(table + "\n")
+        with atomic_write(out / "tracks.md") as fh:
+            fh.write(format_table(track_rows, TRACK_COLUMNS, title="per-track outcomes (tracker output)")
+                     + f"\n{legend}\n")
     return rows
