@@ -347,10 +347,9 @@ def evaluate_sequences(sequences: Sequence[SequenceAnn], trackers: dict[str, Tra
                 continue
             for track, line in tally.timelines().items():
                 scored = sum(c != "-" for c in line)
-                track_rows.append({"model": v.name, "part": part, "track": track,
-                                   "hit %": 100 * line.count("h") / max(scored, 1),
-                                   "wrong %": 100 * line.count("W") / max(scored, 1), "frames": scored,
-                                   "timeline": line})
+                share = 100 / scored if scored else math.nan  # a track whose part is never annotated: NaN
+                track_rows.append({"model": v.name, "part": part, "track": track, "hit %": line.count("h") * share,
+                                   "wrong %": line.count("W") * share, "frames": scored, "timeline": line})
     return rows, track_rows
 
 
@@ -413,7 +412,7 @@ def evaluate(checkpoints: list[str], data: str, names: list[str] | None = None, 
         table += "\n(no track is annotated in two or more frames of a sequence: nothing to track)"
     table += ("\nwrong 95% CI: bootstrap over tracks (a swap lasts many frames, so frames are not "
               "independent)")
-    swapped = [r for r in track_rows if float(r["wrong %"]) > 0]  # type: ignore[arg-type]
+    swapped = [r for r in track_rows if "W" in str(r["timeline"])]
     legend = "timeline: one letter per frame, h hit, W wrong person, m miss, - part not annotated"
     swaps = format_table(swapped, TRACK_COLUMNS, title="tracks with wrong-person frames (tracker output)")
     print(table)
