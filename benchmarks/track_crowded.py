@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", default="runs/crowded", help="output folder (data, checkpoints, logs)")
     parser.add_argument("--train-sequences", type=int, default=60)
-    parser.add_argument("--test-sequences", type=int, default=20)
+    parser.add_argument("--test-sequences", type=int, default=100,
+                        help="held-out test sequences (one track each; 20 tracks give a ±7-point interval)")
     parser.add_argument("--frames", type=int, default=40, help="frames per sequence")
     parser.add_argument("--skip-temporal", action="store_true", help="do not train the third-embodiment variant")
     parser.add_argument("--skip-training", action="store_true", help="reuse the checkpoints under --root")
