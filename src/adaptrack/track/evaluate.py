@@ -292,7 +292,8 @@ def evaluate_sequences(sequences: Sequence[SequenceAnn], trackers: dict[str, Tra
             track = f"{seq.name}/{track_id}"
             for frame in seq.frames[first + 1:]:
                 image = load_frame(frame.path)
-                box_gt, _, _ = _gt(frame, track_id, 0)
+                truth = [_gt(frame, track_id, k) for k in range(K)]  # per part: box, part box, others
+                box_gt = truth[0][0]
                 for vi, v in enumerate(variants):
                     result = v.tracker.track(image)
                     maps = v.tracker.last_maps
@@ -304,7 +305,7 @@ def evaluate_sequences(sequences: Sequence[SequenceAnn], trackers: dict[str, Tra
                     if box_gt is not None:
                         v.subject.add(pred_box, box_gt)
                     for k in range(K):
-                        _, part_gt, others = _gt(frame, track_id, k)
+                        _, part_gt, others = truth[k]
                         name = seq.parts[k].name
                         scored: list[tuple[PartTally, torch.Tensor | None]] = [
                             (v.tally(f"{method}|{name}"), pos)

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from adaptrack.common.errors import DataError
 from adaptrack.track.data.frames import frame_size, load_frame
-from adaptrack.track.data.geometry import scale_box
+from adaptrack.track.data.geometry import box_area, box_center, scale_box
 from adaptrack.track.data.types import Box, Clip, ClipBatch, FrameAnn, SequenceAnn
 
 NAN_BOX = (math.nan, math.nan, math.nan, math.nan)
@@ -208,15 +208,9 @@ def is_crowded_frame(frame: FrameAnn, track_id: int, radius: float) -> bool:
         return False
     if not target.parts or target.parts[0] is None:
         return True
-    x, y, w, h = target.parts[0]
-    cx, cy, reach = x + w / 2, y + h / 2, radius * math.sqrt(max(w * h, 0.0))
-    for person in frame.people:
-        if person.track_id == track_id or not person.parts or person.parts[0] is None:
-            continue
-        ox, oy, ow, oh = person.parts[0]
-        if math.hypot(ox + ow / 2 - cx, oy + oh / 2 - cy) <= reach:
-            return True
-    return False
+    centre, reach = box_center(target.parts[0]), radius * math.sqrt(box_area(target.parts[0]))
+    return any(math.dist(box_center(person.parts[0]), centre) <= reach for person in frame.people
+               if person.track_id != track_id and person.parts and person.parts[0] is not None)
 
 
 def build_clip_targets(seq: SequenceAnn, frames: Sequence[FrameAnn], track_id: int,
