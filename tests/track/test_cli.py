@@ -85,6 +85,16 @@ def test_evaluate_with_a_part_window_adds_its_row_beside_the_bare_element_produc
     assert rows[0]["frames"] == rows[1]["frames"] > 0
 
 
+def test_evaluate_with_a_part_exponent_names_the_output_row_after_it(workdir: Path) -> None:
+    out = workdir / "eval_exponent"
+    assert main(["evaluate", "--checkpoints", f"[{workdir / 'tracker' / 'best.ckpt'}]", "--data",
+                 str(workdir / "data"), "--split", "val", "--part_window", "0.15", "--part_exponent", "0.25",
+                 "--ground_truth_prior", "false", "--output", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [r["method"] for r in metrics["rows"][:2]] == ["element product", "heat^0.25 x region + part window"]
+    assert {t["model"] for t in metrics["tracks"]} == {"tracker"} and metrics["tracks"]
+
+
 def _frames(workdir: Path) -> list[Path]:
     return sorted((workdir / "data" / "images" / "val").rglob("*.jpg"))
 

@@ -15,6 +15,7 @@ from adaptrack.track.geometry import (
     gaussian_maps,
     local_peaks,
     motion_window,
+    part_score,
     part_window,
     points_in_boxes,
     size_ratio,
@@ -122,6 +123,18 @@ def test_motion_window_weights_the_heat_by_the_prior() -> None:
     windowed = motion_window(heat, prior, 2.0)
     assert torch.allclose(windowed, torch.tensor([[[0.225, 0.8]]]))
     assert int(windowed.flatten().argmax()) == 1
+
+
+def test_part_score_lets_the_region_map_outweigh_a_more_visible_neighbour() -> None:
+    heat = torch.tensor([[1.0, 0.3]])  # the neighbour's head fully visible, the target's half hidden
+    region = torch.tensor([[0.4, 0.9]])  # the region map marks the target's
+    assert torch.equal(part_score(heat, region), heat * region)  # exponent 1: the element product
+    assert int(part_score(heat, region).argmax()) == 0
+    flat = part_score(heat, region, 0.25)
+    assert torch.allclose(flat, torch.tensor([[0.4, 0.3 ** 0.25 * 0.9]]))
+    assert int(flat.argmax()) == 1
+    with pytest.raises(ValueError, match="exponent"):
+        part_score(heat, region, 0.0)
 
 
 def test_part_window_is_a_gaussian_at_the_previous_part_scaled_by_its_size() -> None:

@@ -94,16 +94,24 @@ def test_motion_window_prefers_the_peak_near_the_previous_position(window_power:
     assert result.score == pytest.approx(0.8 if expected_x == 4 else 0.9)  # the heat, not the windowed score
 
 
-@pytest.mark.parametrize("field", ["window_power", "part_window", "prior_sigma"])
+@pytest.mark.parametrize("field", ["window_power", "part_window", "prior_sigma", "part_exponent"])
 def test_bad_settings_are_rejected(field: str) -> None:
     with pytest.raises(ValueError, match=field):
         TrackerSettings(**{field: -1.0})
 
 
 def test_settings_round_trip_through_metadata() -> None:
-    settings = TrackerSettings(prior_sigma=0.2, window_power=2.0, part_window=0.15)
+    settings = TrackerSettings(prior_sigma=0.2, window_power=2.0, part_window=0.15, part_exponent=0.25)
     assert TrackerSettings.from_meta(settings.as_meta()) == settings
     assert TrackerSettings.from_meta({"prior_sigma": 0.3}) == TrackerSettings(prior_sigma=0.3)  # older files
+
+
+@pytest.mark.parametrize("window, exponent, name", [
+    (0.0, 1.0, "element product"), (0.15, 1.0, "+ part window"), (0.0, 0.25, "heat^0.25 x region"),
+    (0.15, 0.25, "heat^0.25 x region + part window")])
+def test_the_output_is_named_after_how_it_differs_from_the_element_product(window: float, exponent: float,
+                                                                           name: str) -> None:
+    assert TrackerSettings(part_window=window, part_exponent=exponent).output_name == name
 
 
 class _SwappingPartsBackend(_TwoPeakBackend):
@@ -131,6 +139,34 @@ def test_part_window_keeps_the_part_on_the_head_it_started_on(sigma: float, expe
         assert part.position[0] == pytest.approx(4 * expected_x)
         assert part.score == pytest.approx(0.8 if expected_x == 4 else 0.9)  # the bare element product
     assert backend.calls == (4 if sigma else 3)  # the window's start comes from the first frame
+
+
+class _HalfHiddenHeadBackend(_TwoPeakBackend):
+    """Stub networks: the target's head (x = 4) half hidden, so weakly detected; the neighbour's
+    head (x = 12) fully visible; the region map marks the target's."""
+
+    def parts(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        heat = torch.full((1, 1, 16, 16), 0.01)
+        heat[0, 0, 8, 4], heat[0, 0, 8, 12] = 0.3, 1.0
+        return heat, torch.ones(1, 1, 2, 16, 16), torch.zeros(1, 1, 2, 16, 16)
+
+    def subject(self, image: torch.Tensor, kernel: torch.Tensor, prior: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        heat, size, offset, _ = super().subject(image, kernel, prior)
+        region = torch.full((1, 1, 16, 16), 0.1)
+        region[0, 0, 8, 4], region[0, 0, 8, 12] = 0.9, 0.4
+        return heat, size, offset, region
+
+
+@pytest.mark.parametrize("exponent, expected_x, product", [(1.0, 12, 0.4), (0.25, 4, 0.27)])
+def test_part_exponent_lets_the_region_map_pick_the_half_hidden_head(exponent: float, expected_x: int,
+                                                                     product: float) -> None:
+    tracker = Tracker(_HalfHiddenHeadBackend(), ["head"], stride=4, input_size=64,
+                      settings=TrackerSettings(part_exponent=exponent))
+    frame = torch.zeros(3, 64, 64, dtype=torch.uint8)
+    tracker.initialize(frame, (8, 24, 16, 16))
+    part = tracker.track(frame).parts[0]
+    assert part.position[0] == pytest.approx(4 * expected_x)
+    assert part.score == pytest.approx(product)  # the element product at the chosen peak
 
 
 def test_prior_box_centres_the_motion_prior_for_one_frame() -> None:

@@ -13,14 +13,16 @@ annotated:
 Part association methods, all on the same part detector output:
 
 * ``element product`` — the patent (claims 5–6): the maximum of the element product;
-* ``+ part window`` — the :class:`~adaptrack.track.tracker.Tracker`'s output when its
-  ``part_window`` is set: the element product times a Gaussian at the part's previous position;
+* the :class:`~adaptrack.track.tracker.Tracker`'s output when its decoding differs from the bare
+  product (:attr:`~adaptrack.track.tracker.TrackerSettings.output_name`): ``+ part window`` (the
+  element product times a Gaussian at the part's previous position), ``heat^γ x region`` (a part
+  ``part_exponent`` γ < 1), or both;
 * ``(a) peak in box`` — the part-map maximum inside a person box;
 * ``(b) nearest expected`` — the part-map peak nearest the expected part position in a person box
   (``expected_position``, top-centre ``(0.5, 0.1)`` for heads);
 
 (a) and (b) are reported with the tracker's box and with the ground-truth box. So are the element
-product and the part window: their ``ground truth`` rows come from a second pass of each tracker whose
+product and the tracker's output: their ``ground truth`` rows come from a second pass of each tracker whose
 motion prior is centred on the target's annotated box in every frame (``Tracker.track(prior_box=…)``),
 which measures association apart from subject tracking.
 
@@ -246,12 +248,13 @@ class Variant:
 
 
 def _tracker_parts(tracker: Tracker, result: TrackResult, k: int) -> dict[str, torch.Tensor]:
-    """The patent's bare element-product peak and, with a part window, the tracker's output for part k."""
+    """The patent's bare element-product peak and, when its decoding differs (a part window, a part
+    exponent), the tracker's output for part k, under :attr:`TrackerSettings.output_name`."""
     maps = tracker.last_maps
     assert maps is not None
     out = {"element product": product_peak(maps, k)}
-    if tracker.settings.part_window > 0:
-        out["+ part window"] = torch.tensor(result.parts[k].position)
+    if tracker.settings.output_name != "element product":
+        out[tracker.settings.output_name] = torch.tensor(result.parts[k].position)
     return out
 
 
@@ -341,7 +344,7 @@ def evaluate_sequences(sequences: Sequence[SequenceAnn], trackers: dict[str, Tra
                          **subject, **tally.row()})
     track_rows: list[dict[str, object]] = []
     for v in variants:
-        output = "+ part window" if v.tracker.settings.part_window > 0 else "element product"
+        output = v.tracker.settings.output_name
         for key, tally in v.parts.items():
             method, part = key.split("|")
             if method != output:
@@ -359,7 +362,7 @@ def evaluate(checkpoints: list[str], data: str, names: list[str] | None = None, 
              tracks: str = "designated", max_tracks: int | None = None, max_sequences: int | None = None,
              expected_position: list[float] | None = None, peak_threshold: float = 0.3,
              output: str | None = None, threads: int = 1, part_window: float | None = None,
-             ground_truth_prior: bool = True) -> list[dict[str, object]]:
+             part_exponent: float | None = None, ground_truth_prior: bool = True) -> list[dict[str, object]]:
     """Evaluate trackers and the baselines on a PoseTrack18-format set; print one table.
 
     Args:
@@ -379,7 +382,9 @@ def evaluate(checkpoints: list[str], data: str, names: list[str] | None = None, 
         threads: torch / onnxruntime intra-op threads.
         part_window: Override every tracker's part window (σ as a fraction of the part size; 0
             turns it off); default: each checkpoint's own setting.
-        ground_truth_prior: Also report the element product and part window with each tracker's
+        part_exponent: Override every tracker's part exponent (1: the patent's element product);
+            default: each checkpoint's own setting.
+        ground_truth_prior: Also report the element product and the tracker's output with each tracker's
             motion prior on the annotated target box (association apart from tracking; twice the
             network time).
 
@@ -393,8 +398,9 @@ def evaluate(checkpoints: list[str], data: str, names: list[str] | None = None, 
     for i, ckpt in enumerate(checkpoints):
         name = names[i] if names else Path(ckpt).parent.name or Path(ckpt).stem
         tracker = load_tracker(ckpt, threads)
-        if part_window is not None:
-            tracker.settings = dataclasses.replace(tracker.settings, part_window=part_window)
+        overrides = {key: value for key, value in (("part_window", part_window), ("part_exponent", part_exponent))
+                     if value is not None}
+        tracker.settings = dataclasses.replace(tracker.settings, **overrides)
         trackers[name] = tracker
     first = next(iter(trackers.values()))
     part_names = list(parts or first.parts)

@@ -252,6 +252,27 @@ def motion_window(heat: torch.Tensor, prior: torch.Tensor, power: float) -> torc
     return heat * prior ** power if power else heat
 
 
+def part_score(heat: torch.Tensor, region: torch.Tensor, exponent: float = 1.0) -> torch.Tensor:
+    """Map the parts are decoded at: ``heat ** exponent × region``.
+
+    ``exponent = 1`` is the patent's element product (S204). A smaller exponent flattens the part
+    likelihood, so the region map decides between two detected heads: where the tracked person's
+    head is half hidden behind a neighbour's, the detector scores the neighbour's head higher and
+    the plain product follows it although the region map marks the right one.
+
+    Args:
+        heat: ``(..., h, w)`` part likelihood in [0, 1].
+        region: ``(..., h, w)`` part region map in [0, 1].
+        exponent: Weight of the part likelihood, > 0.
+
+    Returns:
+        ``(..., h, w)`` score map.
+    """
+    if not exponent > 0:
+        raise ValueError(f"exponent must be > 0, got {exponent}")
+    return (heat if exponent == 1 else heat.clamp(min=0) ** exponent) * region
+
+
 def part_window(product: torch.Tensor, centre: torch.Tensor, size: torch.Tensor, ratio: Ratio,
                 sigma: float) -> torch.Tensor:
     """Element product with a part-level motion window at each part's previous position.

@@ -186,6 +186,11 @@ class TrackerModule(pl.LightningModule):
             window of the subject box, also used by the closed-loop rollouts of training and validation.
         part_window: Tracker setting: part-level motion window (σ as a fraction of the part size),
             also used by the closed-loop validation.
+        part_exponent: Tracker setting: parts are decoded at ``part likelihood ** part_exponent ×
+            region map`` (1: the element product). Recorded for the Tracker only: training and the
+            closed-loop validation that picks checkpoints use the element product (with an exponent
+            < 1 an early model's region map, still unconstrained where no part is, wins there, and
+            validation then picked an undertrained epoch).
     """
 
     def __init__(self, part_checkpoint: str, parts: list[str] | None = None,
@@ -198,11 +203,12 @@ class TrackerModule(pl.LightningModule):
                  temporal_weight: float = 0.5, prior_sigma: float = 0.5, prior_jitter: float = 0.15,
                  flip_prob: float = 0.5, crop_size: int | None = 160, temporal_max_gap: int = 3,
                  region_dilations: list[int] | None = None, negative_boost: float = 0.0,
-                 self_prior_prob: float = 0.0, window_power: float = 0.0, part_window: float = 0.0) -> None:
+                 self_prior_prob: float = 0.0, window_power: float = 0.0, part_window: float = 0.0,
+                 part_exponent: float = 1.0) -> None:
         super().__init__()
         self.save_hyperparameters()
         # validated here, so a bad YAML value fails before training rather than at inference
-        self.tracker_settings = TrackerSettings(prior_sigma, window_power, part_window)
+        self.tracker_settings = TrackerSettings(prior_sigma, window_power, part_window, part_exponent)
         part_model, part_meta = load_part_detector(part_checkpoint)
         self.parts = list(parts or part_meta["parts"])
         if self.parts != list(part_meta["parts"]):

@@ -5,7 +5,8 @@ subject maps and the part region map (S203); their element product (S204) is dec
 into the part position, ``peak × ratio + offset × ratio``, with the part size read from the part
 detector's size map at the peak (S205, ¶61). Two optional motion windows
 (:class:`TrackerSettings`) weight the decoding towards the previous positions: one for the subject
-box, one for each part.
+box, one for each part; an optional part exponent < 1 lets the region map, rather than how visible
+each head is, decide between neighbouring heads.
 
 The :class:`Tracker` only loads weights; two interchangeable backends run the networks:
 :class:`TorchBackend` (PyTorch) and :class:`~adaptrack.track.onnx_export.OnnxBackend` (onnxruntime).
@@ -32,6 +33,7 @@ from adaptrack.track.geometry import (
     gather_at,
     gaussian_maps,
     motion_window,
+    part_score,
     part_window,
     scale_boxes,
     size_ratio,
@@ -161,15 +163,20 @@ class TrackerSettings:
             the part's previous position, σ = ``part_window`` × part size
             (:func:`~adaptrack.track.geometry.part_window`); 0 decodes the element product alone,
             as the patent's S205.
+        part_exponent: Parts are decoded at ``part likelihood ** part_exponent × region map``
+            (:func:`~adaptrack.track.geometry.part_score`); 1 is the patent's element product, a
+            smaller value lets the region map outweigh a neighbour's more visible part.
     """
 
     prior_sigma: float = 0.5
     window_power: float = 0.0
     part_window: float = 0.0
+    part_exponent: float = 1.0
 
     def __post_init__(self) -> None:
-        if not self.prior_sigma > 0:
-            raise ValueError(f"prior_sigma must be > 0, got {self.prior_sigma}")
+        for name in ("prior_sigma", "part_exponent"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("window_power", "part_window"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -182,6 +189,17 @@ class TrackerSettings:
     def as_meta(self) -> dict[str, float]:
         """JSON-ready dictionary (the inverse of :meth:`from_meta`)."""
         return asdict(self)
+
+    @property
+    def output_name(self) -> str:
+        """Name of the tracker's part output in evaluation tables: ``"element product"`` for the
+        patent's bare decoding, else what is added to it (e.g. ``"heat^0.25 x region + part window"``)."""
+        terms = []
+        if self.part_exponent != 1:
+            terms.append(f"heat^{self.part_exponent:g} x region")
+        if self.part_window > 0:
+            terms.append("+ part window")
+        return " ".join(terms) or "element product"
 
 
 def frame_tensor(frame: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -292,9 +310,9 @@ class Tracker:
         score = gather_at(heat, cell)[:, 0]  # (1,) subject likelihood at the chosen peak
         box = centre_size_to_xywh(centre, wh)[0]  # (4,)
         product = part_heat[0] * region[0]  # (K, h, w)  S204
-        decoded = product
+        decoded = part_score(part_heat[0], region[0], self.settings.part_exponent)  # (K, h, w)
         if self.part_centre is not None and self.part_size is not None:
-            decoded = part_window(product[None], self.part_centre[None], self.part_size[None], ratio,
+            decoded = part_window(decoded[None], self.part_centre[None], self.part_size[None], ratio,
                                   self.settings.part_window)[0]  # (K, h, w)
         pos, psize, _, pcell = decode_peak(decoded, part_size[0], part_offset[0], ratio)  # (K, 2) ...
         pscore = gather_at(product[:, None], pcell)[:, 0]  # (K,) element product at the chosen peaks
