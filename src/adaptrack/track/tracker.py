@@ -159,7 +159,8 @@ class TrackerSettings:
             geometric-mean side.
         window_power: The subject box is decoded at the maximum of ``heat × prior ** window_power``
             (a motion window, as the cosine window of SiamFC / pysot); 0 decodes the heat alone.
-        part_window: Each part is decoded at the maximum of the element product times a Gaussian at
+        part_window: Each part is decoded at the maximum of its score (the element product, or
+            :func:`~adaptrack.track.geometry.part_score` with ``part_exponent``) times a Gaussian at
             the part's previous position, σ = ``part_window`` × part size
             (:func:`~adaptrack.track.geometry.part_window`); 0 decodes the element product alone,
             as the patent's S205.
