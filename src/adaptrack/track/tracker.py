@@ -311,7 +311,8 @@ class Tracker:
         score = gather_at(heat, cell)[:, 0]  # (1,) subject likelihood at the chosen peak
         box = centre_size_to_xywh(centre, wh)[0]  # (4,)
         product = part_heat[0] * region[0]  # (K, h, w)  S204
-        decoded = part_score(part_heat[0], region[0], self.settings.part_exponent)  # (K, h, w)
+        exponent = self.settings.part_exponent
+        decoded = product if exponent == 1 else part_score(part_heat[0], region[0], exponent)  # (K, h, w)
         if self.part_centre is not None and self.part_size is not None:
             decoded = part_window(decoded[None], self.part_centre[None], self.part_size[None], ratio,
                                   self.settings.part_window)[0]  # (K, h, w)
