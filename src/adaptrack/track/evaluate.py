@@ -273,12 +273,13 @@ def evaluate_sequences(sequences: Sequence[SequenceAnn], trackers: dict[str, Tra
         peak_threshold: Baseline (b)'s smallest part peak.
         ground_truth_prior: Also run each tracker with its motion prior on the target's annotated
             box (frames where the target is not annotated keep the tracker's own box); its element
-            product and part window get ``ground truth`` rows. Doubles the network time.
+            product and its output (:attr:`TrackerSettings.output_name`) get ``ground truth`` rows.
+            Doubles the network time.
 
     Returns:
         Rows with the :data:`COLUMNS` keys, and one row per model and track with the
-        :data:`TRACK_COLUMNS` keys for the tracker's output (its part window when set, else the
-        element product; the tracker's own box).
+        :data:`TRACK_COLUMNS` keys for the tracker's output (:attr:`TrackerSettings.output_name`:
+        its part window or part exponent when set, else the element product; the tracker's own box).
     """
     variants = [Variant(name, t, gt_prior=copy.copy(t) if ground_truth_prior else None)
                 for name, t in trackers.items()]
