@@ -19,7 +19,6 @@ import warnings
 from typing import Any
 
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from adaptrack.adapt.data.datamodule import DomainAdaptationDataModule
@@ -28,7 +27,7 @@ from adaptrack.adapt.module import DomainAdaptationModule
 from adaptrack.adapt.predict import PredictionCSVWriter
 from adaptrack.adapt.report import REPORT_COLUMNS, AdaptationReport
 from adaptrack.common.report import format_table
-from adaptrack.common.training import NonFiniteLossError
+from adaptrack.common.training import BestAndLastCheckpoint, NonFiniteLossError
 
 TRAINER_DEFAULTS: dict[str, Any] = {
     "max_epochs": 10,
@@ -51,8 +50,8 @@ class AdaptCLI(LightningCLI):
         parser.link_arguments("data.image_size", "model.image_size")
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
-        # Best checkpoint by *source* validation accuracy (never by target labels) + last.
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        # Best checkpoint by *source* validation accuracy (never by target labels) + last (every epoch).
+        parser.add_lightning_class_args(BestAndLastCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.monitor": "val/source_acc", "checkpoint.mode": "max",
                              "checkpoint.filename": "best-{epoch:02d}", "checkpoint.save_last": True})
         parser.add_lightning_class_args(AdaptationReport, "report")

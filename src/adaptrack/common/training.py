@@ -1,8 +1,11 @@
-"""Training guards shared by all LightningModules."""
+"""Training guards shared by all LightningModules: the non-finite-loss check and the checkpoint
+callback that keeps ``last.ckpt`` current."""
 
 from __future__ import annotations
 
+import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 
 class NonFiniteLossError(RuntimeError):
@@ -30,3 +33,22 @@ def check_finite(loss: torch.Tensor, step: int, parts: dict[str, torch.Tensor] |
         f"loss became {float(loss.detach())} at step {step}{detail}; training stopped without applying "
         "this step. The last good checkpoint is kept; lower the learning rate or check the input data."
     )
+
+
+class BestAndLastCheckpoint(ModelCheckpoint):
+    """:class:`~lightning.pytorch.callbacks.ModelCheckpoint` whose ``last.ckpt`` follows every epoch.
+
+    Lightning (2.6) refreshes ``last.ckpt`` only when a top-k checkpoint is saved at the same step,
+    so with a monitored metric that stops improving, ``last.ckpt`` stays at the best epoch and
+    ``--ckpt_path last.ckpt`` would resume from there, losing the epochs after it. This callback
+    also writes ``last.ckpt`` at the end of every training epoch that did not already save one
+    (after that epoch's validation, so the best-so-far state it records is current). The top-k
+    ("best") checkpoints are unchanged. Files are written through Lightning's checkpoint IO, which
+    replaces them atomically.
+    """
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if (self.save_last and not self._should_skip_saving_checkpoint(trainer)
+                and self._last_global_step_saved != trainer.global_step):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))

@@ -40,7 +40,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from adaptrack.common.errors import DataError, MissingDataError
 from adaptrack.common.report import plot_curves, read_metrics_csv
-from adaptrack.common.training import NonFiniteLossError
+from adaptrack.common.training import BestAndLastCheckpoint, NonFiniteLossError
 from adaptrack.track.callbacks import LossEndCondition
 from adaptrack.track.datamodule import EpochDraw, TrackDataModule
 from adaptrack.track.module import PartDetectorModule, TrackerModule
@@ -73,7 +73,7 @@ class TrackCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.parts", "model.parts")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(BestAndLastCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.monitor": "val/loss", "checkpoint.mode": "min",
                              "checkpoint.filename": "best", "checkpoint.save_last": True,
                              "checkpoint.save_top_k": 1})
