@@ -146,3 +146,35 @@ def test_closed_loop_association_decodes_frames_in_order_with_the_part_window(
     maps = {"product": product, "part_size": torch.full((2, 1, 2, 16, 16), 2.0), "ratio": torch.tensor([4.0, 4.0])}
     rates = TrackerModule.association_rates(batch, maps, sigma)
     assert [float(r) for r in rates] == [hit, wrong]
+
+
+def test_distractor_priors_sit_on_the_previous_frame_of_another_person(batch_factory: Callable[..., ClipBatch],
+                                                                        ) -> None:
+    b = batch_factory(B=2, T=4)
+    b.other_boxes[1, 1] = float("nan")  # clip 1: the other person is absent in frame 1
+    swapped = TrackerModule.distractor_boxes(b, 1.0)  # (B, T, 4)
+    assert swapped.shape == (2, 4, 4)
+    assert torch.isnan(swapped[:, 0]).all()  # frame 0's prior stays the template box
+    assert torch.equal(swapped[0, 1:], b.other_boxes[0, :-1, 0])
+    assert torch.isnan(swapped[1, 2]).all()  # nobody else in the frame before: no swap
+    assert torch.equal(swapped[1, 3], b.other_boxes[1, 2, 0])
+    assert torch.isnan(TrackerModule.distractor_boxes(b, 0.0)).all()
+
+
+@pytest.mark.parametrize("self_prior_prob", [0.0, 1.0])
+def test_distractor_priors_change_the_subject_maps_but_not_the_targets(
+        tiny: dict, part_ckpt: Path, batch: ClipBatch, self_prior_prob: float) -> None:
+    torch.manual_seed(0)
+    module = TrackerModule(str(part_ckpt), distractor_prior_prob=0.5, **tiny).eval()
+    with torch.no_grad():
+        plain = module.compute(batch, self_prior_prob=self_prior_prob)
+        swapped = module.compute(batch, self_prior_prob=self_prior_prob, distractor_prob=1.0)
+    T = batch.frames.shape[1]
+    heat_plain, heat_swapped = (m["heat"].reshape(2, T, -1) for m in (plain, swapped))
+    assert torch.equal(heat_plain[:, 0], heat_swapped[:, 0])  # frame 0: the template box prior
+    assert not torch.allclose(heat_plain[:, 1:], heat_swapped[:, 1:])  # later frames: prior on the other person
+    assert torch.equal(plain["part"], swapped["part"])
+    losses = module.losses(batch, swapped, temporal=False)  # same correct answers, finite
+    assert torch.isfinite(losses["loss"])
+    with pytest.raises(ValueError, match="distractor_prior_prob"):
+        TrackerModule(str(part_ckpt), distractor_prior_prob=1.5, **tiny)

@@ -182,6 +182,12 @@ class TrackerModule(pl.LightningModule):
         self_prior_prob: Scheduled sampling: probability that a frame's motion prior is centred on
             the model's own (detached) box prediction of the previous frame instead of the jittered
             ground truth, so the model learns to recover from its own drift; 0 disables it.
+        distractor_prior_prob: Probability per training frame that its motion prior is centred on
+            another person's box of the previous frame (a swap, as when the tracker has jumped to a
+            neighbour), while the loss still asks for the target: the model learns to weigh the
+            template against the prior and to come back. With ``self_prior_prob`` the following
+            frames keep the model's own prior, so a drawn swap lasts until the model leaves the
+            neighbour. 0 disables it.
         window_power: Tracker setting (:class:`~adaptrack.track.tracker.TrackerSettings`): motion
             window of the subject box, also used by the closed-loop rollouts of training and validation.
         part_window: Tracker setting: part-level motion window (σ as a fraction of the part size),
@@ -204,7 +210,7 @@ class TrackerModule(pl.LightningModule):
                  flip_prob: float = 0.5, crop_size: int | None = 160, temporal_max_gap: int = 3,
                  region_dilations: list[int] | None = None, negative_boost: float = 0.0,
                  self_prior_prob: float = 0.0, window_power: float = 0.0, part_window: float = 0.0,
-                 part_exponent: float = 1.0) -> None:
+                 part_exponent: float = 1.0, distractor_prior_prob: float = 0.0) -> None:
         super().__init__()
         self.save_hyperparameters()
         # validated here, so a bad YAML value fails before training rather than at inference
@@ -226,6 +232,8 @@ class TrackerModule(pl.LightningModule):
         if region_dilations:
             self.subject_config["region_dilations"] = list(region_dilations)
         self.subject_model = SubjectModel(**self.subject_config).to(memory_format=CHANNELS_LAST)
+        if not 0 <= distractor_prior_prob <= 1:
+            raise ValueError(f"distractor_prior_prob must be in [0, 1], got {distractor_prior_prob}")
         if temporal_n == 1 or temporal_n < 0:
             raise ValueError(f"temporal_n must be 0 (off) or >= 2, got {temporal_n}")
         self.buffer = RegionMapBuffer(temporal_n, temporal_max_gap) if temporal_n else None
@@ -255,12 +263,33 @@ class TrackerModule(pl.LightningModule):
             prev = torch.cat([prev[..., :2] + shift, prev[..., 2:]], dim=-1)
         return prev.reshape(-1, 4)  # (N, 4)
 
+    @staticmethod
+    def distractor_boxes(batch: ClipBatch, prob: float) -> torch.Tensor:
+        """Swapped priors: per frame, with probability ``prob``, the previous-frame box of a random
+        other person present in that frame; NaN rows elsewhere (keep the usual prior).
+
+        Frame 0 is never swapped (its prior is the template box). Returns ``(B, T, 4)``.
+        """
+        B, T, M = batch.other_boxes.shape[:3]
+        out = torch.full((B, T, 4), math.nan)
+        if M == 0 or T < 2 or prob <= 0:
+            return out
+        previous = batch.other_boxes[:, :-1]  # (B, T-1, M, 4) boxes of the frame before frames 1..T-1
+        present = torch.isfinite(previous).all(-1)  # (B, T-1, M)
+        pick = torch.rand(present.shape).masked_fill(~present, -1.0).argmax(-1)  # (B, T-1)
+        chosen = previous.gather(2, pick[..., None, None].expand(-1, -1, 1, 4))[:, :, 0]  # (B, T-1, 4)
+        use = (torch.rand(B, T - 1) < prob) & present.any(-1)  # (B, T-1)
+        out[:, 1:] = torch.where(use[..., None], chosen, out[:, 1:])
+        return out
+
     def compute(self, batch: ClipBatch, jitter: float = 0.0, self_prior_prob: float = 0.0,
-                ) -> dict[str, torch.Tensor]:
+                distractor_prob: float = 0.0) -> dict[str, torch.Tensor]:
         """Run both models on a batch and return every map needed for the losses.
 
         With ``self_prior_prob > 0`` the frames of a clip are run in time order and each frame's
         prior is, with that probability per clip, centred on the previous frame's predicted box.
+        With ``distractor_prob > 0`` a frame's prior is, with that probability, centred on another
+        person instead (:meth:`distractor_boxes`); the targets of the losses do not change.
 
         Returns:
             ``part (N, K, h, w)`` frozen part likelihood and ``part_size (N, K, 2, h, w)``;
@@ -277,10 +306,13 @@ class TrackerModule(pl.LightningModule):
         feat0 = feat.reshape(B, T, *feat.shape[1:])[:, 0]  # (B, C, hb, wb)
         kernel = self.subject_model.template_from_features(feat0, batch.template_box, x.shape[-2:])
         prev = self._previous_boxes(batch, jitter)  # (N, 4)
+        swapped = self.distractor_boxes(batch, distractor_prob).to(prev.device)  # (B, T, 4), NaN: no swap
         if self_prior_prob > 0:
             heat, size, offset, region = self._rollout(feat, fine, kernel, prev.reshape(B, T, 4), (h, w), ratio,
-                                                       self_prior_prob)
+                                                       self_prior_prob, swapped)
         else:
+            swapped = swapped.reshape(-1, 4)  # (N, 4)
+            prev = torch.where(torch.isfinite(swapped), swapped, prev)
             kernel = kernel[:, None].expand(B, T, *kernel.shape[1:]).reshape(B * T, *kernel.shape[1:])
             prior = self.prior_maps(prev, (h, w), ratio)  # (N, 1, h, w)
             heat, size, offset, region = self.subject_model.forward_features(feat, kernel, prior, fine)
@@ -289,7 +321,8 @@ class TrackerModule(pl.LightningModule):
                 "region": region, "product": product, "ratio": torch.tensor(ratio)}
 
     def _rollout(self, feat: torch.Tensor, fine: torch.Tensor | None, kernel: torch.Tensor, prev: torch.Tensor,
-                 map_hw: tuple[int, int], ratio: tuple[float, float], prob: float) -> tuple[torch.Tensor, ...]:
+                 map_hw: tuple[int, int], ratio: tuple[float, float], prob: float,
+                 swapped: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         """Frame-by-frame subject model with scheduled sampling of the prior (see :meth:`compute`).
 
         Args:
@@ -300,6 +333,7 @@ class TrackerModule(pl.LightningModule):
             map_hw: Output map size ``(h, w)``.
             ratio: Image / map size ratio.
             prob: Per clip and frame probability of using the previous prediction.
+            swapped: ``(B, T, 4)`` priors on another person that override both, NaN rows where none.
 
         Returns:
             heat, size, offset, region as from :meth:`SubjectModel.forward_features`, ``(N, ·, h, w)``.
@@ -315,6 +349,8 @@ class TrackerModule(pl.LightningModule):
             if pred is not None:
                 use = (torch.rand(B, device=boxes.device) < prob) & torch.isfinite(pred).all(-1)
                 boxes = torch.where(use[:, None], pred, boxes)
+            if swapped is not None:
+                boxes = torch.where(torch.isfinite(swapped[:, t]), swapped[:, t], boxes)
             prior = self.prior_maps(boxes, (h, w), ratio)  # (B, 1, h, w)
             out = self.subject_model.forward_features(feat[:, t], kernel, prior,
                                                       None if fine_t is None else fine_t[:, t])
@@ -396,7 +432,8 @@ class TrackerModule(pl.LightningModule):
         clips = augment(batch, self.hparams.flip_prob, self.hparams.crop_size)
         if self.buffer is not None:
             self.buffer.clear()
-        maps = self.compute(clips, jitter=self.hparams.prior_jitter, self_prior_prob=self.hparams.self_prior_prob)
+        maps = self.compute(clips, jitter=self.hparams.prior_jitter, self_prior_prob=self.hparams.self_prior_prob,
+                            distractor_prob=self.hparams.distractor_prior_prob)
         losses = self.losses(clips, maps, temporal=True)
         check_finite(losses["loss"], self.global_step, losses)
         self.log_dict({f"train/{k}": v for k, v in losses.items()}, on_step=True, on_epoch=True,
