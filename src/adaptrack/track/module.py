@@ -306,13 +306,16 @@ class TrackerModule(pl.LightningModule):
         feat0 = feat.reshape(B, T, *feat.shape[1:])[:, 0]  # (B, C, hb, wb)
         kernel = self.subject_model.template_from_features(feat0, batch.template_box, x.shape[-2:])
         prev = self._previous_boxes(batch, jitter)  # (N, 4)
-        swapped = self.distractor_boxes(batch, distractor_prob).to(prev.device)  # (B, T, 4), NaN: no swap
+        swapped = None  # (B, T, 4) priors on another person, NaN rows: no swap
+        if distractor_prob > 0:
+            swapped = self.distractor_boxes(batch, distractor_prob).to(prev.device)
         if self_prior_prob > 0:
             heat, size, offset, region = self._rollout(feat, fine, kernel, prev.reshape(B, T, 4), (h, w), ratio,
                                                        self_prior_prob, swapped)
         else:
-            swapped = swapped.reshape(-1, 4)  # (N, 4)
-            prev = torch.where(torch.isfinite(swapped), swapped, prev)
+            if swapped is not None:
+                swapped = swapped.reshape(-1, 4)  # (N, 4)
+                prev = torch.where(torch.isfinite(swapped), swapped, prev)
             kernel = kernel[:, None].expand(B, T, *kernel.shape[1:]).reshape(B * T, *kernel.shape[1:])
             prior = self.prior_maps(prev, (h, w), ratio)  # (N, 1, h, w)
             heat, size, offset, region = self.subject_model.forward_features(feat, kernel, prior, fine)
