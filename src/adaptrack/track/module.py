@@ -271,14 +271,15 @@ class TrackerModule(pl.LightningModule):
         Frame 0 is never swapped (its prior is the template box). Returns ``(B, T, 4)``.
         """
         B, T, M = batch.other_boxes.shape[:3]
-        out = torch.full((B, T, 4), math.nan)
+        device = batch.other_boxes.device
+        out = torch.full((B, T, 4), math.nan, device=device)
         if M == 0 or T < 2 or prob <= 0:
             return out
         previous = batch.other_boxes[:, :-1]  # (B, T-1, M, 4) boxes of the frame before frames 1..T-1
         present = torch.isfinite(previous).all(-1)  # (B, T-1, M)
-        pick = torch.rand(present.shape).masked_fill(~present, -1.0).argmax(-1)  # (B, T-1)
+        pick = torch.rand(present.shape, device=device).masked_fill(~present, -1.0).argmax(-1)  # (B, T-1)
         chosen = previous.gather(2, pick[..., None, None].expand(-1, -1, 1, 4))[:, :, 0]  # (B, T-1, 4)
-        use = (torch.rand(B, T - 1) < prob) & present.any(-1)  # (B, T-1)
+        use = (torch.rand(B, T - 1, device=device) < prob) & present.any(-1)  # (B, T-1)
         out[:, 1:] = torch.where(use[..., None], chosen, out[:, 1:])
         return out
 
@@ -308,7 +309,7 @@ class TrackerModule(pl.LightningModule):
         prev = self._previous_boxes(batch, jitter)  # (N, 4)
         swapped = None  # (B, T, 4) priors on another person, NaN rows: no swap
         if distractor_prob > 0:
-            swapped = self.distractor_boxes(batch, distractor_prob).to(prev.device)
+            swapped = self.distractor_boxes(batch, distractor_prob)
         if self_prior_prob > 0:
             heat, size, offset, region = self._rollout(feat, fine, kernel, prev.reshape(B, T, 4), (h, w), ratio,
                                                        self_prior_prob, swapped)
