@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import torch
 from adaptrack.common.errors import DataError
 from adaptrack.track.data.types import ClipBatch
 from adaptrack.track.geometry import decode_peak
-from adaptrack.track.tracker import Tracker, TrackerSettings
+from adaptrack.track.tracker import Tracker, TrackerSettings, frame_tensor
 
 
 def test_initialize_and_track_a_short_sequence(tracker_ckpt: Path, batch_factory: Callable[..., ClipBatch]) -> None:
@@ -180,3 +181,17 @@ def test_prior_box_centres_the_motion_prior_for_one_frame() -> None:
     for bad in ((0, 0, 0, 16), (0, 0, float("nan"), 16), (1, 2, 3)):
         with pytest.raises(ValueError, match="prior_box"):
             tracker.track(frame, prior_box=bad)
+
+
+def test_frame_tensor_copies_read_only_arrays_and_shares_writable_ones() -> None:
+    frame = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
+    shared = frame_tensor(frame)
+    assert shared.shape == (3, 4, 5) and shared[1, 2, 3] == frame[2, 3, 1]
+    assert np.shares_memory(shared.numpy(), frame)  # writable, contiguous: no copy
+    frame.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # PyTorch warns when it wraps a read-only array
+        copied = frame_tensor(frame)
+    assert torch.equal(copied, shared) and not np.shares_memory(copied.numpy(), frame)
+    rgba = np.zeros((4, 5, 4), dtype=np.uint8)
+    assert frame_tensor(rgba).shape == (3, 4, 5)

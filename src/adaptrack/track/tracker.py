@@ -204,11 +204,17 @@ class TrackerSettings:
 
 
 def frame_tensor(frame: torch.Tensor | np.ndarray) -> torch.Tensor:
-    """Accept ``(3, H, W)`` uint8 tensors or ``(H, W, 3)`` uint8 arrays; returns ``(3, H, W)`` uint8."""
+    """Accept ``(3, H, W)`` uint8 tensors or ``(H, W, 3)`` uint8 arrays; returns ``(3, H, W)`` uint8.
+
+    Arrays are shared without a copy when they are writable and contiguous; read-only ones (frames
+    decoded by Pillow or a video reader) are copied, since PyTorch cannot wrap them safely.
+    """
     if isinstance(frame, np.ndarray):
         if frame.ndim != 3 or frame.shape[2] not in (3, 4):
             raise ValueError(f"expected an (H, W, 3) image array, got shape {frame.shape}")
-        return torch.from_numpy(np.ascontiguousarray(frame[..., :3])).permute(2, 0, 1)
+        rgb = frame[..., :3]  # (H, W, 3)
+        rgb = np.ascontiguousarray(rgb) if rgb.flags.writeable else np.array(rgb, order="C")
+        return torch.from_numpy(rgb).permute(2, 0, 1)
     if frame.dim() != 3 or frame.shape[0] != 3:
         raise ValueError(f"expected a (3, H, W) image tensor, got shape {tuple(frame.shape)}")
     return frame
