@@ -212,8 +212,7 @@ def frame_tensor(frame: torch.Tensor | np.ndarray) -> torch.Tensor:
     if isinstance(frame, np.ndarray):
         if frame.ndim != 3 or frame.shape[2] not in (3, 4):
             raise ValueError(f"expected an (H, W, 3) image array, got shape {frame.shape}")
-        rgb = frame[..., :3]  # (H, W, 3)
-        rgb = np.ascontiguousarray(rgb) if rgb.flags.writeable else np.array(rgb, order="C")
+        rgb = np.require(frame[..., :3], requirements=("C", "W"))  # (H, W, 3), copied only if needed
         return torch.from_numpy(rgb).permute(2, 0, 1)
     if frame.dim() != 3 or frame.shape[0] != 3:
         raise ValueError(f"expected a (3, H, W) image tensor, got shape {tuple(frame.shape)}")
