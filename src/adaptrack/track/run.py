@@ -59,7 +59,7 @@ def iter_frames(source: str | Path) -> Iterator[tuple[str, np.ndarray]]:
             if arr.ndim == 2:
                 arr = np.repeat(arr[..., None], 3, axis=2)
             n += 1
-            yield f"{source}#{i}", np.ascontiguousarray(arr[..., :3]).astype(np.uint8)
+            yield f"{source}#{i}", arr[..., :3].astype(np.uint8, order="C")  # one writable C-contiguous copy
     except DataError:
         raise
     except Exception as exc:  # imageio raises plugin-specific errors
