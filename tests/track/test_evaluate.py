@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
-from adaptrack.track.evaluate import PartTally, SubjectTally, peak_in_box, peak_nearest, product_peak
+from adaptrack.track.data import FrameAnn, PartSpec, PersonAnn, SequenceAnn
+from adaptrack.track.evaluate import (
+    PartTally,
+    SubjectTally,
+    peak_in_box,
+    peak_nearest,
+    product_peak,
+    select_tracks,
+)
 from adaptrack.track.tracker import PartMaps
 
 
@@ -82,3 +91,23 @@ def test_product_peak_decodes_the_element_product_maximum_with_the_part_offset()
     offset[0, :, 1, 2] = torch.tensor([0.25, 0.5])
     maps = PartMaps(product, torch.ones(1, 2, 4, 4), offset, product, (8.0, 8.0))
     assert product_peak(maps, 0).tolist() == [18.0, 12.0]
+
+
+def _person(track_id: int, head_visible: float | None) -> PersonAnn:
+    head = None if head_visible is None else (1.0, 1.0, 2.0, 2.0)
+    return PersonAnn(track_id, (0.0, 0.0, 4.0, 8.0), (head,), (0.0 if head is None else head_visible,))
+
+
+def test_tracks_start_where_their_part_is_visible_enough() -> None:
+    # track 0: head hidden in frame 0, 60 % visible in frame 1, fully visible from frame 2;
+    # track 1: fully visible from frame 0; track 2: never more than half visible
+    visible = {0: [None, 0.6, 1.0, 1.0], 1: [1.0, 1.0, 1.0, 1.0], 2: [0.5, 0.5, None, 0.5]}
+    frames = tuple(FrameAnn(Path(f"{t}.jpg"), t, 8, 8, tuple(_person(k, v[t]) for k, v in visible.items()))
+                   for t in range(4))
+    seq = SequenceAnn("s", frames, (PartSpec(),))
+    assert select_tracks(seq, "all", None) == [(0, 0), (1, 0), (2, 0)]  # first annotated frame
+    assert select_tracks(seq, "all", None, init_visibility=0.5) == [(0, 1), (1, 0), (2, 0)]
+    assert select_tracks(seq, "all", None, init_visibility=0.99) == [(0, 2), (1, 0)]  # track 2 never is
+    assert select_tracks(seq, "all", 1, init_visibility=0.99) == [(0, 2)]
+    late = SequenceAnn("s", frames[:3], (PartSpec(),))
+    assert select_tracks(late, "all", None, init_visibility=0.99) == [(1, 0)]  # nothing left to track after 2

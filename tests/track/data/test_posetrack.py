@@ -30,6 +30,17 @@ def test_reads_labeled_frames_people_and_head_boxes(tmp_path: Path, good: dict[s
     assert seq.target_track is None
 
 
+def test_head_visibility_is_read_when_annotated(tmp_path: Path, good: dict[str, Any]) -> None:
+    good["annotations"][2]["head_visible"] = 0.62  # track 0, frame 2
+    parts = (PartSpec(), PartSpec(name="nose", keypoint="nose", size=0.2), PartSpec(name="left_ear"))
+    seq = read_posetrack(write_dataset(tmp_path, good), parts=parts)
+    target, other = seq.frames[1].people
+    assert target.visibility == (0.62, 1.0, 0.0)  # head as annotated, a visible keypoint, a hidden one
+    assert [target.visible_share(k) for k in range(3)] == [0.62, 1.0, 0.0]
+    assert other.visibility == (1.0, 0.0, 0.0)  # no head_visible key: an annotated head counts as visible
+    assert seq.frames[0].people[0].visible_share(0) == 1.0
+
+
 def test_images_root_may_be_the_images_folder(tmp_path: Path, good: dict[str, Any]) -> None:
     path = write_dataset(tmp_path, good)
     seq = read_posetrack(path, images_root=tmp_path / "images")
@@ -124,6 +135,8 @@ BAD_CASES: list[tuple[str, Edit, list[str]]] = [
      ["images[2]", "'file_name'", "frame 0 appears twice"]),
     ("non-integer track id", lambda d: d["annotations"][0].__setitem__("track_id", "x"),
      ["annotations[0]", "'track_id'", "integer"]),
+    ("head visibility above 1", lambda d: d["annotations"][2].__setitem__("head_visible", 1.5),
+     ["annotations[2]", "frame 2", "track 0", "'head_visible'", "between 0 and 1"]),
 ]
 
 

@@ -59,6 +59,9 @@ POSETRACK_SKELETON: tuple[tuple[int, int], ...] = (
 GENERATOR_KEY = "adaptrack"
 """Top-level JSON key where the synthetic generator records its metadata (e.g. ``target_track``)."""
 
+HEAD_VISIBLE_KEY = "head_visible"
+"""Optional annotation key: the share of the head's pixels that is unoccluded (synthetic scenes)."""
+
 
 def read_posetrack(json_path: str | Path, images_root: str | Path | None = None,
                    parts: Sequence[PartSpec] = DEFAULT_PARTS, check_images: bool = True,
@@ -336,11 +339,21 @@ class _Reader:
             box = self._box(derived, where, "keypoints", width, height)
             person_height = derived[3]
 
-        part_boxes: list[Box | None] = []
-        for spec in self.parts:
-            part = self._part(spec, ann, keypoints, keypoint_names, person_height, where, width, height)
-            part_boxes.append(part)
-        return PersonAnn(track_id=track_id, box=box, parts=tuple(part_boxes))
+        part_boxes = tuple(self._part(spec, ann, keypoints, keypoint_names, person_height, where, width, height)
+                           for spec in self.parts)
+        visibility = tuple(0.0 if part is None else self._visibility(spec, ann, where)
+                           for spec, part in zip(self.parts, part_boxes, strict=True))
+        return PersonAnn(track_id=track_id, box=box, parts=part_boxes, visibility=visibility)
+
+    def _visibility(self, spec: PartSpec, ann: dict[str, Any], where: str) -> float:
+        """Visible share of an annotated part: the optional ``head_visible`` for head boxes (written by
+        the synthetic generator), else 1."""
+        if not spec.is_head_box or ann.get(HEAD_VISIBLE_KEY) is None:
+            return 1.0
+        value = ann[HEAD_VISIBLE_KEY]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+            raise self.fail(where, HEAD_VISIBLE_KEY, f"expected a share between 0 and 1, got {value!r}")
+        return float(value)
 
     def _part(self, spec: PartSpec, ann: dict[str, Any], keypoints: list[tuple[float, float, bool]] | None,
               names: list[str] | None, person_height: float, where: str,

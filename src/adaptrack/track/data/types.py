@@ -51,11 +51,21 @@ class PersonAnn:
         box: Person box ``(x, y, w, h)``.
         parts: One box per configured :class:`PartSpec`, ``None`` where the part is not visible or
             not annotated.
+        visibility: Per part, the share of it that is visible when the annotation says (the
+            synthetic generator's ``head_visible``); empty when it does not.
     """
 
     track_id: int
     box: Box
     parts: tuple[Box | None, ...]
+    visibility: tuple[float, ...] = ()
+
+    def visible_share(self, k: int) -> float:
+        """Visible share of part ``k``: 0 when it is not annotated, else the annotated visibility
+        (1 when the annotation gives none)."""
+        if self.parts[k] is None:
+            return 0.0
+        return self.visibility[k] if self.visibility else 1.0
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,12 @@ import numpy as np
 
 from adaptrack.common.files import atomic_write
 from adaptrack.track.data.geometry import head_in_box
-from adaptrack.track.data.posetrack import GENERATOR_KEY, POSETRACK_KEYPOINTS, POSETRACK_SKELETON
+from adaptrack.track.data.posetrack import (
+    GENERATOR_KEY,
+    HEAD_VISIBLE_KEY,
+    POSETRACK_KEYPOINTS,
+    POSETRACK_SKELETON,
+)
 from adaptrack.track.data.synth.drawing import encode_jpeg
 from adaptrack.track.data.synth.scene import (
     PRESETS,
@@ -163,7 +168,7 @@ def _posetrack_json(name: str, vid: int, split: str, frames: list[RenderedFrame]
                 "bbox": [round(v, 2) for v in person.box], "scores": [], "category_id": 1,
                 "id": image_id * 100 + person.track_id, "iscrowd": False,
                 "num_keypoints": sum(kp[2] for kp in person.keypoints),
-                "head_visible": round(person.head_visible, 3),
+                HEAD_VISIBLE_KEY: round(person.head_visible, 3),
                 "lookalike": person.track_id in lookalikes,
             })
             annotations.append(ann)
