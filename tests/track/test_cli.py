@@ -74,6 +74,17 @@ def test_evaluate_prints_table_with_baselines(workdir: Path, capsys: pytest.Capt
     assert [r["box"] for r in rows].count("ground truth") == 2  # the baselines' only
 
 
+def test_evaluate_states_where_tracks_start(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    common = ["evaluate", "--checkpoints", f"[{workdir / 'tracker' / 'best.ckpt'}]", "--data", str(workdir / "data"),
+              "--split", "val", "--ground_truth_prior", "false"]
+    assert main([*common, "--init_visibility", "null"]) == 0
+    assert "each track starts at its first annotated frame" in capsys.readouterr().out
+    assert main(common) == 0
+    assert "each track starts at the first frame with its parts at least 99% visible" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="init_visibility must be a share in"):
+        main([*common, "--init_visibility", "1.5"])
+
+
 def test_evaluate_with_a_part_window_adds_its_row_beside_the_bare_element_product(workdir: Path) -> None:
     out = workdir / "eval_window"
     assert main(["evaluate", "--checkpoints", f"[{workdir / 'tracker' / 'best.ckpt'}]", "--data",

@@ -450,7 +450,10 @@ def evaluate(checkpoints: list[str], data: str, names: list[str] | None = None, 
     n_tracks = sum(len(select_tracks(s, tracks, max_tracks, init_visibility)) for s in sequences)
     table = format_table(rows, COLUMNS, title=f"{len(sequences)} sequences, {n_tracks} tracks: {data}")
     if n_tracks == 0:
-        table += "\n(no track is annotated in two or more frames of a sequence: nothing to track)"
+        table += ("\n(no track is annotated in two or more frames of a sequence: nothing to track)"
+                  if init_visibility is None else
+                  f"\n(no track has its parts at least {init_visibility:.0%} visible in a frame before the "
+                  "last: nothing to track; --init_visibility null starts at the first annotated frame)")
     table += ("\nwrong 95% CI: bootstrap over tracks (a swap lasts many frames, so frames are not "
               "independent)")
     table += ("\neach track starts at its first annotated frame" if init_visibility is None else
