@@ -107,6 +107,7 @@ def test_tracks_start_where_their_part_is_visible_enough() -> None:
     seq = SequenceAnn("s", frames, (PartSpec(),))
     assert select_tracks(seq, "all", None) == [(0, 0), (1, 0), (2, 0)]  # first annotated frame
     assert select_tracks(seq, "all", None, init_visibility=0.5) == [(0, 1), (1, 0), (2, 0)]
+    assert select_tracks(seq, "all", None, init_visibility=0.0) == [(0, 1), (1, 0), (2, 0)]  # parts annotated
     assert select_tracks(seq, "all", None, init_visibility=0.99) == [(0, 2), (1, 0)]  # track 2 never is
     assert select_tracks(seq, "all", 1, init_visibility=0.99) == [(0, 2)]
     late = SequenceAnn("s", frames[:3], (PartSpec(),))

@@ -240,8 +240,8 @@ def select_tracks(seq: SequenceAnn, tracks: str, max_tracks: int | None,
     def can_start(person: PersonAnn | None) -> bool:
         if person is None:
             return False
-        return init_visibility is None or all(person.visible_share(k) >= init_visibility
-                                              for k in range(len(person.parts)))
+        return init_visibility is None or all(part is not None and person.visible_share(k) >= init_visibility
+                                              for k, part in enumerate(person.parts))
 
     out = []
     for tid in ids:
