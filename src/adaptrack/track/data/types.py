@@ -51,8 +51,10 @@ class PersonAnn:
         box: Person box ``(x, y, w, h)``.
         parts: One box per configured :class:`PartSpec`, ``None`` where the part is not visible or
             not annotated.
-        visibility: Per part, the share of it that is visible when the annotation says (the
-            synthetic generator's ``head_visible``); empty when it does not.
+        visibility: Per part, the share of it that is visible: the synthetic generator's
+            ``head_visible`` for head boxes, 1 for other annotated parts and annotations without the
+            key, 0 for parts that are not annotated. The reader always fills it; empty (a person
+            built without it) counts every annotated part as fully visible.
     """
 
     track_id: int
