@@ -24,7 +24,9 @@ def test_adapt_print_config_lists_every_option() -> None:
                          capture_output=True, text=True, check=True).stdout
     config = yaml.safe_load(out)
     assert config["model"]["method"] == "self_learning"
-    assert config["model"]["threshold"] == 0.95
+    assert config["model"]["pseudo"]["threshold"] == 0.95
+    assert config["model"]["update"] == "joint" and config["model"]["gate"]["start_ratio"] == 0.3
+    assert config["data"]["labeled_target"]["per_class"] is None
     assert config["data"]["source"] == "synthetic_digits" and config["data"]["target"] == "sklearn_digits"
     assert config["checkpoint"]["monitor"] == "val/source_acc"
 
@@ -36,18 +38,34 @@ def test_adapt_rejects_unknown_method() -> None:
     assert "magic" in result.stderr
 
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "adapt").glob("*.yaml"))
+ADAPT = Path(__file__).resolve().parents[1] / "configs" / "adapt"
+CONFIGS = sorted(ADAPT.glob("*.yaml"))
+RECIPES = sorted((ADAPT / "recipes").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
 def test_shipped_adapt_configs_parse(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from adaptrack.adapt.cli import main as adapt_main
+    from adaptrack.adapt.methods import METHODS
 
     assert adapt_main(["fit", "--config", str(config), "--print_config"]) == 0
     parsed = yaml.safe_load(capsys.readouterr().out)
-    assert parsed["model"]["method"] in ("source_only", "dann", "self_learning")
+    assert parsed["model"]["method"] in METHODS
     assert parsed["data"]["source"] and parsed["data"]["target"]
 
 
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
+def test_recipes_layer_over_a_task_config(recipe: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Each recipe only sets its embodiment's keys: layered over a task, the task's data stay."""
+    from adaptrack.adapt.cli import main as adapt_main
+
+    assert adapt_main(["fit", "--config", str(ADAPT / "usps_mnist.yaml"), "--config", str(recipe),
+                       "--print_config"]) == 0
+    parsed = yaml.safe_load(capsys.readouterr().out)
+    assert parsed["data"]["source"] == "usps" and parsed["data"]["target"] == "mnist"
+    assert yaml.safe_load(recipe.read_text()).keys() <= {"model", "data"}
+
+
 def test_all_task_configs_are_shipped() -> None:
-    assert {p.stem for p in CONFIGS} >= {"default", "mnist_usps", "usps_mnist", "svhn_mnist", "mnist_mnistm"}
+    assert {p.stem for p in CONFIGS} >= {"default", "mnist_usps", "usps_mnist", "svhn_mnist", "mnist_mnistm",
+                                         "mnist_usps_1shot", "usps_mnist_1shot"}

@@ -10,8 +10,8 @@ TINY_FIT = [
     "--data.source", "synthetic_digits", "--data.target", "sklearn_digits",
     "--data.synthetic_size", "256", "--data.batch_size", "16", "--data.steps_per_epoch", "4",
     "--data.eval_batch_size", "256",
-    "--model.conv_channels", "[8, 16]", "--model.class_hidden", "[32]", "--model.domain_hidden", "[32]",
-    "--model.start_ratio", "0.0", "--model.threshold", "0.0",
+    "--model.network.conv_channels", "[8, 16]", "--model.network.class_hidden", "[32]",
+    "--model.network.domain_hidden", "[32]", "--model.gate.start_ratio", "0.0", "--model.pseudo.threshold", "0.0",
     "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
     "--trainer.enable_model_summary", "false", "--trainer.log_every_n_steps", "1",
 ]

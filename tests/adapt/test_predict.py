@@ -102,3 +102,26 @@ def test_test_subcommand_reports_source_and_target(trained: Path, capsys: pytest
                  "--trainer.logger", "false"]) == 0
     out = capsys.readouterr().out
     assert "val/source_acc" in out and "report/target_acc" in out
+
+
+def test_predict_rebuilds_a_non_default_model_from_the_checkpoint_alone(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Network widths, dropout and input size come from the checkpoint, whatever directory predict runs in."""
+    train_dir = tmp_path / "train"
+    train_dir.mkdir()
+    monkeypatch.chdir(train_dir)
+    assert main(["fit", *TINY_FIT, "--data.image_size", "20", "--model.network.conv_channels", "[6, 12]",
+                 "--model.network.class_hidden", "[24, 12]", "--model.network.dropout", "0.3"]) == 0
+    ckpt = run_dir(train_dir) / "checkpoints" / "last.ckpt"
+    elsewhere = tmp_path / "elsewhere"
+    paths = write_pngs(elsewhere / "images", 3)
+    monkeypatch.chdir(elsewhere)
+    out = elsewhere / "pred.csv"
+    assert main(["predict", "--ckpt_path", str(ckpt), "--data.predict_dir", "images",
+                 "--predictions.output", str(out), "--trainer.enable_progress_bar", "false",
+                 "--trainer.logger", "false"]) == 0
+    with open(out, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    api = adaptrack.adapt.load(ckpt).predict(paths)
+    assert [r["predicted_class"] for r in rows] == api.names
+    assert adaptrack.adapt.load(ckpt).image_size == 20

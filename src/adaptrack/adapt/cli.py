@@ -4,6 +4,7 @@ Examples::
 
     adaptrack adapt fit                                   # embedded default, self_learning
     adaptrack adapt fit --config configs/adapt/mnist_usps.yaml --model.method dann
+    adaptrack adapt fit --config configs/adapt/recipes/two_stage.yaml       # second embodiment
     adaptrack adapt fit --print_config > my.yaml          # every option, with its default
     adaptrack adapt predict --ckpt_path runs/adapt/.../checkpoints/last.ckpt \\
         --data.predict_dir my_images/ --predictions.output predictions.csv
@@ -26,8 +27,13 @@ from adaptrack.adapt.methods import METHODS
 from adaptrack.adapt.module import DomainAdaptationModule
 from adaptrack.adapt.predict import PredictionCSVWriter
 from adaptrack.adapt.report import REPORT_COLUMNS, AdaptationReport
+from adaptrack.common.errors import ConfigError, DataError, MissingDataError
+from adaptrack.common.files import safe_torch_load
 from adaptrack.common.report import format_table
 from adaptrack.common.training import BestAndLastCheckpoint, NonFiniteLossError
+
+INPUT_KEYS = {"in_channels": "channels", "image_size": "image_size"}
+"""Model hyperparameters that fix the data module's input format (model key -> data key)."""
 
 TRAINER_DEFAULTS: dict[str, Any] = {
     "max_epochs": 10,
@@ -60,11 +66,36 @@ class AdaptCLI(LightningCLI):
                             help="torch CPU threads (default: torch's choice, one per core). Use 1 when other "
                                  "jobs share the cores: OpenMP threads spin-wait on busy cores")
 
+    def _parse_ckpt_path(self) -> None:
+        """Take the model's hyperparameters from ``--ckpt_path`` (LightningCLI), and the input format too.
+
+        The image size and channels are the data module's options linked into the model; a model
+        trained at 32×32 RGB must be fed 32×32 RGB whatever the defaults say, so ``validate``,
+        ``test`` and ``predict`` take them from the checkpoint.
+        """
+        super()._parse_ckpt_path()
+        subcommand = self.config.get("subcommand")
+        if subcommand not in ("validate", "test", "predict"):
+            return
+        ckpt_path = self.config[subcommand].get("ckpt_path")
+        if not ckpt_path:
+            return
+        hparams = safe_torch_load(ckpt_path).get("hyper_parameters", {})
+        for model_key, data_key in INPUT_KEYS.items():
+            if model_key in hparams:  # the data option and its linked model option (links ran at parse time)
+                self.config[subcommand]["data"][data_key] = hparams[model_key]
+                self.config[subcommand]["model"][model_key] = hparams[model_key]
+
     def before_instantiate_classes(self) -> None:
         """Apply ``--threads`` before anything runs."""
         config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
         if config.get("threads"):
             torch.set_num_threads(int(config["threads"]))
+
+    def before_fit(self) -> None:
+        """Load and prepare the training sets before the trainer starts, so that a bad option or file
+        (k larger than a class, an empty folder, …) fails before anything is trained or written."""
+        self.datamodule.setup("fit")
 
 
 def build_cli(args: list[str], run: bool = True) -> AdaptCLI:
@@ -108,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     except NonFiniteLossError as exc:
         print(f"adaptrack adapt: {exc}", file=sys.stderr)
         return 1
+    except (ConfigError, DataError, MissingDataError) as exc:
+        print(f"adaptrack adapt: error: {exc}", file=sys.stderr)
+        return 2
     except SystemExit as exc:  # argparse/jsonargparse exit (help, bad option)
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     return 0

@@ -1,116 +1,120 @@
-"""The LightningModule that trains FIG. 1's three networks (steps S1–S9, Expression (1))."""
+"""The LightningModule that trains FIG. 1's three networks (steps S1–S9, S20–S21, S31–S39, Expression (1))."""
 
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from dataclasses import replace
+from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from adaptrack.adapt.batch import AdaptBatch
-from adaptrack.adapt.losses import MaskingMode, PseudoLabeler, domain_loss, self_learning_loss
+from adaptrack.adapt.config import (
+    GROUPS,
+    GateConfig,
+    LossWeights,
+    NetworkConfig,
+    OptimConfig,
+    PseudoLabelConfig,
+    UpdateName,
+    as_group,
+)
+from adaptrack.adapt.data.augment import to_float
 from adaptrack.adapt.methods import MethodName, get_method
-from adaptrack.adapt.networks import PresetName, build_network, grl_coefficient
+from adaptrack.adapt.networks import build_network, grl_coefficient
+from adaptrack.adapt.pseudo import PseudoLabeler, PseudoLabels
 from adaptrack.adapt.schedule import SelfLearningGate, loss_weight_decay
-from adaptrack.common.training import check_finite
+from adaptrack.adapt.step import CHANNELS_LAST, Step, Views
+from adaptrack.common.errors import ConfigError
+from adaptrack.common.training import check_finite, plain_hyperparameters
+
+LOGGED_TERMS = ("source", "domain", "self_learning", "minority_shot")
+"""Loss terms logged at every step (0 when the method or the stage does not use them)."""
 
 
 class DomainAdaptationModule(L.LightningModule):
     """Feature extractor + class classifier + domain classifier trained by a registered method.
 
-    Every argument is a hyperparameter recorded in checkpoints and settable from YAML / CLI.
+    Every argument is a hyperparameter recorded in checkpoints (as plain dicts) and settable from
+    YAML / CLI as a nested block (``model.pseudo.threshold``, ``model.gate.start_ratio``, …).
 
     Args:
-        method: ``source_only``, ``dann`` or ``self_learning`` (see :data:`adaptrack.adapt.methods.METHODS`).
-        network: Network preset: ``lenet`` (28×28), ``dtn`` (32×32) or ``convnet``.
-        conv_channels: Override of the feature extractor's conv widths.
-        class_hidden: Override of the class classifier's hidden widths.
-        domain_hidden: Override of the domain classifier's hidden widths.
-        dropout: Override of the dropout rate.
+        method: A name of :data:`adaptrack.adapt.methods.METHODS`.
+        update: ``joint`` (first embodiment, FIG. 3) or ``two_stage`` (second embodiment, FIG. 19,
+            claim 3): see :data:`adaptrack.adapt.config.UpdateName`.
+        network: FIG. 4's networks.
+        weights: θ of Expression (1) and the Expression (2) schedule.
+        pseudo: S7–S9 and their modifications.
+        gate: The S4 start gate and the S11 stop.
+        optim: Optimiser and learning-rate schedule.
         num_classes: Number of classes (linked from the data module).
         class_names: Class names (linked from the data module), written to predictions.
         in_channels: Image channels (linked from the data module).
         image_size: Square input size (linked from the data module).
-        source_weight: θs of Expression (1).
-        domain_weight: θd of Expression (1).
-        self_learning_weight: θp of Expression (1).
-        grl_gamma: Steepness of the GRL ramp ``2/(1+exp(-γp))-1``.
-        threshold: Softmax score above which a target image gets a pseudo label (S8).
-        masking: Logit masking of the images below the threshold (third/fourth modifications).
-        lower_threshold: t2 for ``masking="dual"``.
-        per_class_cap: Max pseudo labels per class per mini-batch (fifth modification).
-        total_cap: Max share of the mini-batch pseudo-labeled (sixth modification).
-        start_window: Steps per source-loss plateau window for the start gate (S4); 0 disables.
-        start_min_delta: Relative decrease under which the source loss counts as plateaued.
-        start_ratio: Processed-epoch ratio at which self-learning starts at the latest (S4).
-        stop_source_loss: Suspend self-learning while the source loss is at or above this (S11).
-        loss_schedule: Apply Expression (2): lower θs, θd and raise θp as self-learning progresses.
-        schedule_start: ``s`` of Expression (2), as a fraction of the self-learning period.
-        schedule_stop: ``max`` of Expression (2), as a fraction of the self-learning period.
-        optimizer: ``adam`` or ``sgd`` (momentum 0.9, Nesterov).
-        lr: Learning rate.
-        weight_decay: Weight decay.
-        lr_schedule: ``cosine``, ``dann`` (``lr/(1+10p)^0.75``) or ``constant``.
     """
 
     def __init__(
         self,
         method: MethodName = "self_learning",
-        network: PresetName = "lenet",
-        conv_channels: list[int] | None = None,
-        class_hidden: list[int] | None = None,
-        domain_hidden: list[int] | None = None,
-        dropout: float | None = None,
+        update: UpdateName = "joint",
+        network: NetworkConfig = NetworkConfig(),
+        weights: LossWeights = LossWeights(),
+        pseudo: PseudoLabelConfig = PseudoLabelConfig(),
+        gate: GateConfig = GateConfig(),
+        optim: OptimConfig = OptimConfig(),
         num_classes: int = 10,
         class_names: list[str] | None = None,
         in_channels: int = 1,
         image_size: int = 28,
-        source_weight: float = 1.0,
-        domain_weight: float = 0.3,
-        self_learning_weight: float = 1.0,
-        grl_gamma: float = 10.0,
-        threshold: float = 0.95,
-        masking: MaskingMode = "none",
-        lower_threshold: float = 0.5,
-        per_class_cap: int | None = None,
-        total_cap: float | None = None,
-        start_window: int = 100,
-        start_min_delta: float = 0.02,
-        start_ratio: float = 0.3,
-        stop_source_loss: float | None = None,
-        loss_schedule: bool = False,
-        schedule_start: float = 0.5,
-        schedule_stop: float = 1.5,
-        optimizer: Literal["adam", "sgd"] = "adam",
-        lr: float = 1e-3,
-        weight_decay: float = 5e-4,
-        lr_schedule: Literal["cosine", "dann", "constant"] = "cosine",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
-        self.spec = get_method(method)
+        self.method = get_method(method)
+        if update not in ("joint", "two_stage"):
+            raise ConfigError(f"model.update={update!r} must be 'joint' or 'two_stage'")
+        self.update = update
+        self.network = as_group(NetworkConfig, network, "network")
+        self.weights = as_group(LossWeights, weights, "weights")
+        self.pseudo_config = as_group(PseudoLabelConfig, pseudo, "pseudo")
+        self.gate_config = as_group(GateConfig, gate, "gate")
+        self.optim_config = as_group(OptimConfig, optim, "optim")
+        self._check_method_options()
         self.class_names = class_names or [str(i) for i in range(num_classes)]
         if len(self.class_names) != num_classes:
-            raise ValueError(f"class_names has {len(self.class_names)} names for num_classes={num_classes}")
-        self.net = build_network(network, in_channels, num_classes, image_size, channels=conv_channels,
-                                 class_hidden=class_hidden, domain_hidden=domain_hidden, dropout=dropout)
-        self.labeler = PseudoLabeler(threshold, masking, lower_threshold, per_class_cap, total_cap)
-        self.gate = SelfLearningGate(start_window, start_min_delta, start_ratio, stop_source_loss)
+            raise ConfigError(f"model.class_names has {len(self.class_names)} names for num_classes={num_classes}")
+        n = self.network
+        self.net = build_network(n.preset, in_channels, num_classes, image_size, channels=n.conv_channels,
+                                 class_hidden=n.class_hidden, domain_hidden=n.domain_hidden, dropout=n.dropout)
+        self.net.to(memory_format=CHANNELS_LAST)
+        p = self.pseudo_config
+        self.labeler = PseudoLabeler(p.threshold, p.masking, p.lower_threshold, p.per_class_cap, p.total_cap)
+        self.gate = SelfLearningGate(self.gate_config)
+        self.epoch_logits: torch.Tensor | None = None  # (N_pool, K) per-epoch teacher logits (scope "epoch")
+        self.epoch_logits_epoch = -1
         self.val_source_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_target_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_target_conf = MeanMetric()
         self.pseudo_share = MeanMetric()
         self.pseudo_acc = MeanMetric()
 
+    def _check_method_options(self) -> None:
+        """Options that only make sense with some methods fail at start-up, naming the keys."""
+        method = self.hparams.method
+        if self.gate_config.stop_watch == "domain" and not self.method.domain_adversarial:
+            raise ConfigError(f"model.gate.stop_watch='domain' watches the domain loss, which method {method!r} "
+                              "does not compute; use a method with a domain classifier or stop_watch='source'")
+        if self.update == "two_stage" and not self.method.self_learns:
+            raise ConfigError(f"model.update='two_stage' splits off the self-learning update, which method "
+                              f"{method!r} does not have; use 'joint' or a self-learning method")
+
     # -- inference (FIG. 30) -------------------------------------------------------------------
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Class logits ``(B, num_classes)`` of normalized images ``(B, C, H, W)`` (S52–S53)."""
-        return self.net(images)
+        return self.net(images.contiguous(memory_format=CHANNELS_LAST))
 
     # -- training ------------------------------------------------------------------------------
     def _progress(self) -> float:
@@ -119,67 +123,115 @@ class DomainAdaptationModule(L.LightningModule):
             return 0.0
         return min(1.0, self.global_step / float(total))
 
-    def _loss_weights(self, progress: float) -> tuple[float, float, float]:
-        hp = self.hparams
-        ws, wd, wp = hp.source_weight, hp.domain_weight, hp.self_learning_weight
-        if hp.loss_schedule and self.gate.state.started:
-            f = loss_weight_decay(self.gate.progress_since_start(progress), hp.schedule_start, hp.schedule_stop)
-            ws, wd, wp = ws * f, wd * f, wp * (2.0 - f)
-        return ws, wd, wp
+    def loss_weights(self, progress: float) -> LossWeights:
+        """θ of Expression (1) at this progress, with Expression (2) applied once self-learning started."""
+        w = self.weights
+        if w.schedule and self.gate.state.started:
+            f = loss_weight_decay(self.gate.progress_since_start(progress), w.schedule_start, w.schedule_stop)
+            return replace(w, source=w.source * f, domain=w.domain * f, self_learning=w.self_learning * (2.0 - f))
+        return w
 
-    def training_step(self, batch: AdaptBatch, batch_idx: int) -> dict[str, torch.Tensor]:
-        """One iteration of FIG. 3 (S1–S9, S5, S6); returns ``{"loss": …, **logs}``."""
-        progress = self._progress()
-        bs, bt = batch.source.shape[0], batch.target.shape[0]
-        use_domain = self.spec.domain_adversarial
-        use_self = self.spec.self_learning and self.gate.active
-        views = [batch.source] + ([batch.target] if use_domain or self.spec.self_learning else [])
-        if use_self:
-            views.append(batch.target_strong)
-        z = self.net.features(torch.cat(views))  # (Bs [+ Bt [+ Bt]], D)   S1 forward
-        z_s = z[:bs]
-        logits_s = self.net.classifier(z_s)  # (Bs, K)
-        loss_s = F.cross_entropy(logits_s, batch.source_labels)  # S2
-        zero = loss_s.new_zeros(())
-        loss_d, loss_p = zero, zero
-        logs: dict[str, torch.Tensor] = {}
-        if use_self:
-            z_t, z_p = z[bs:bs + bt], z[bs + bt:]
-            pseudo = self.labeler(self.net.classifier(z_t))  # S7, S8 (no gradient)
-            loss_p = self_learning_loss(self.net.classifier(z_p), pseudo)  # S9 on the second view
-            share = pseudo.selected.float().mean()
-            self.pseudo_share.update(share)
-            known = pseudo.selected & (batch.target_report_labels >= 0)
-            if bool(known.any()):  # reporting only; labels never reach a loss
-                correct = (pseudo.labels[known] == batch.target_report_labels[known]).float()
-                self.pseudo_acc.update(correct.mean(), weight=int(known.sum()))
-            logs["pseudo_share"] = share
-            z_domain_t = torch.cat([z_t, z_p[pseudo.selected]])  # second data combining unit 12
-        else:
-            z_domain_t = z[bs:bs + bt]
-        coef = grl_coefficient(progress, self.hparams.grl_gamma)
-        if use_domain:
-            loss_d = domain_loss(self.net.domain_logits(z_s, coef), self.net.domain_logits(z_domain_t, coef))  # S3
-        ws, wd, wp = self._loss_weights(progress)
-        loss = ws * loss_s + wd * loss_d + wp * loss_p  # Expression (1), weight loss generation unit 18
-        check_finite(loss, self.global_step, {"source": loss_s, "domain": loss_d, "self_learning": loss_p})
+    @torch.no_grad()
+    def _eval_logits(self, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+        """Class logits in eval mode (no dropout, running statistics); float images ``(N, C, H, W)``."""
+        was_training = self.net.training
+        self.net.eval()
+        out = torch.cat([self(images[i:i + batch_size]) for i in range(0, images.shape[0], batch_size)])
+        self.net.train(was_training)
+        return out
 
+    def _teacher_logits(self, batch: AdaptBatch) -> torch.Tensor | None:
+        """Logits to pseudo-label from, when they do not come from the step's own pass."""
+        p = self.pseudo_config
+        if p.scope == "epoch":
+            if self.epoch_logits is None or self.epoch_logits_epoch != self.current_epoch:
+                pool = self.trainer.datamodule.unlabeled_target().images  # (N_pool, C, H, W) uint8
+                self.epoch_logits = torch.cat([self._eval_logits(to_float(pool[i:i + 4096].to(self.device)))
+                                               for i in range(0, pool.shape[0], 4096)])
+                self.epoch_logits_epoch = self.current_epoch
+            return self.epoch_logits[batch.target_index.to(self.epoch_logits.device)].to(self.device)
+        if p.teacher == "eval":
+            return self._eval_logits(batch.target)
+        return None
+
+    def _step(self, batch: AdaptBatch, coef: float, supervised: bool, self_learning: bool) -> Step:
+        teacher = self._teacher_logits(batch) if self_learning else None
+        needs_target = (supervised and self.method.domain_adversarial) or (self_learning and teacher is None)
+        views = Views(labeled=supervised, target=needs_target, again=self_learning)
+        return Step(self.net, batch, views, self.labeler, self.pseudo_config, coef, self.network.domain_call,
+                    teacher)
+
+    def _backward(self, terms: dict[str, torch.Tensor], weights: LossWeights, freeze_domain: bool) -> torch.Tensor:
+        """Expression (1) over ``terms``, back-propagated and applied (S5/S6, or S20/S21 with ``freeze_domain``)."""
+        loss = sum((weights.of(k) * v for k, v in terms.items()), start=next(iter(terms.values())).new_zeros(()))
+        check_finite(loss, self.global_step, terms)
         opt = self.optimizers()
         opt.zero_grad(set_to_none=True)
-        self.manual_backward(loss)  # S5
-        opt.step()  # S6
+        self.manual_backward(loss)
+        if freeze_domain:  # second learner 10b: feature extractor and class classifier only
+            for param in self.net.domain_classifier.parameters():
+                param.grad = None
+            opt.optimizer.step()  # the wrapped optimizer: Lightning counts one global step per iteration
+        else:
+            opt.step()
+        return loss.detach()
+
+    def _record_pseudo(self, pseudo: PseudoLabels | None, batch: AdaptBatch, logs: dict[str, torch.Tensor]) -> None:
+        if pseudo is None:
+            return
+        share = pseudo.selected.float().mean()
+        self.pseudo_share.update(share)
+        logs["pseudo_share"] = share
+        known = pseudo.selected & (batch.target_report_labels >= 0)
+        if bool(known.any()):  # reporting only; labels never reach a loss
+            correct = (pseudo.labels[known] == batch.target_report_labels[known]).float()
+            self.pseudo_acc.update(correct.mean(), weight=int(known.sum()))
+
+    def training_step(self, batch: AdaptBatch, batch_idx: int) -> dict[str, torch.Tensor]:
+        """One iteration of FIG. 3 (joint) or FIG. 19 (two stages); returns ``{"loss": …, **logs}``.
+
+        Joint: one pass over source, labeled target, unlabeled target and (gate open) the images fed
+        again; Expression (1) over all of the method's terms updates all three networks. Two stages:
+        S1–S6 update all three networks with the supervised terms, S4 is decided on this step's
+        losses, then (gate open) S7–S9 on a fresh pass and S20–S21 update the feature extractor and
+        the class classifier only; the domain classifier's weights are left as stage 1 left them.
+        """
+        progress = self._progress()
+        coef = grl_coefficient(progress, self.network.grl_gamma)
+        weights = self.loss_weights(progress)
+        self_learns = self.method.self_learns and self.gate.before_step(progress)
+        logs: dict[str, torch.Tensor] = {}
+        if self.update == "joint":
+            step = self._step(batch, coef, supervised=True, self_learning=self_learns)
+            terms = {**self.method.supervised(step), **(self.method.self_learning(step) if self_learns else {})}
+            loss = self._backward(terms, weights, freeze_domain=False)  # S5, S6
+            self._record_pseudo(step.pseudo, batch, logs)
+            self.gate.update(float(step.source_loss().detach()), progress,
+                             float(step.domain_loss().detach()) if self.method.domain_adversarial else 0.0)
+        else:
+            step = self._step(batch, coef, supervised=True, self_learning=False)
+            terms = self.method.supervised(step)
+            loss = self._backward(terms, weights, freeze_domain=False)  # S5, S6 (first learner 10a)
+            self.gate.update(float(step.source_loss().detach()), progress,  # S4 after S6 (FIG. 19)
+                             float(step.domain_loss().detach()) if self.method.domain_adversarial else 0.0)
+            self_learns = self.method.self_learns and self.gate.active
+            if self_learns:
+                again = self._step(batch, coef, supervised=False, self_learning=True)  # S7-S9, fresh pass
+                second = self.method.self_learning(again)
+                loss = loss + self._backward(second, weights, freeze_domain=True)  # S20, S21 (learner 10b)
+                terms = {**terms, **second}
+                self._record_pseudo(again.pseudo, batch, logs)
         sched = self.lr_schedulers()
         if sched is not None:
             sched.step()
-        self.gate.update(float(loss_s.detach()), progress)  # S4/S11 for the next mini-batch
-
-        logs.update(source_loss=loss_s.detach(), domain_loss=loss_d.detach(), self_learning_loss=loss_p.detach(),
-                    source_acc=(logits_s.argmax(1) == batch.source_labels).float().mean())
-        self.log("train/loss", loss.detach(), prog_bar=True)
+        for name in LOGGED_TERMS:
+            logs[f"{name}_loss"] = terms[name].detach() if name in terms else loss.new_zeros(())
+        logs["source_acc"] = step.source_accuracy()
+        self.log("train/loss", loss, prog_bar=True)
         self.log_dict({f"train/{k}": v for k, v in logs.items()})
-        self.log_dict({"train/self_learning_on": float(use_self), "train/grl_coefficient": coef,
-                       "train/lr": opt.param_groups[0]["lr"]})
-        return {"loss": loss.detach(), **logs}
+        self.log_dict({"train/self_learning_on": float(self_learns), "train/grl_coefficient": coef,
+                       "train/lr": self.optimizers().param_groups[0]["lr"]})
+        return {"loss": loss, **logs}
 
     def on_train_epoch_end(self) -> None:
         if self.pseudo_share.update_count:
@@ -215,24 +267,45 @@ class DomainAdaptationModule(L.LightningModule):
 
     # -- optimisation and checkpoint state ----------------------------------------------------
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
+        o = self.optim_config
         params = self.net.parameters()
-        if hp.optimizer == "adam":
-            opt: torch.optim.Optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        if o.optimizer == "adam":
+            opt: torch.optim.Optimizer = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
         else:
-            opt = torch.optim.SGD(params, lr=hp.lr, momentum=0.9, nesterov=True, weight_decay=hp.weight_decay)
-        if hp.lr_schedule == "constant":
+            opt = torch.optim.SGD(params, lr=o.lr, momentum=0.9, nesterov=True, weight_decay=o.weight_decay)
+        if o.lr_schedule == "constant":
             return opt
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        if hp.lr_schedule == "cosine":
+        if o.lr_schedule == "cosine":
             sched: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
         else:
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: (1 + 10 * step / total) ** -0.75)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        plain_hyperparameters(checkpoint)  # dataclass groups as dicts: loadable with weights_only=True
         checkpoint["self_learning_gate"] = self.gate.state.as_dict()
+        if self.epoch_logits is not None:
+            checkpoint["epoch_pseudo_logits"] = {"epoch": self.epoch_logits_epoch, "logits": self.epoch_logits.cpu()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "self_learning_gate" in checkpoint:
             self.gate.load_state(checkpoint["self_learning_gate"])
+        if "epoch_pseudo_logits" in checkpoint:
+            self.epoch_logits = checkpoint["epoch_pseudo_logits"]["logits"]
+            self.epoch_logits_epoch = int(checkpoint["epoch_pseudo_logits"]["epoch"])
+
+
+def build_module(hparams: dict[str, Any]) -> DomainAdaptationModule:
+    """Rebuild the module from a checkpoint's ``hyper_parameters`` (plain dicts for the groups).
+
+    Raises:
+        ConfigError: The hyperparameters are not those of this version (naming the unknown keys).
+    """
+    known = {"method", "update", "num_classes", "class_names", "in_channels", "image_size", *GROUPS}
+    hparams = {k: v for k, v in hparams.items() if not k.startswith("_")}
+    unknown = sorted(set(hparams) - known)
+    if unknown:
+        raise ConfigError(f"checkpoint hyperparameters {unknown} are not options of this adaptrack version "
+                          "(a checkpoint of an older release, or of the other system); retrain with this one")
+    return DomainAdaptationModule(**hparams)

@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 
 from adaptrack.adapt.data.augment import convert_channels, resize_uint8, to_float
 from adaptrack.adapt.data.images import read_images
-from adaptrack.adapt.module import DomainAdaptationModule
+from adaptrack.adapt.module import DomainAdaptationModule, build_module
 from adaptrack.common.files import atomic_write, safe_torch_load
 
 
@@ -104,11 +104,13 @@ class Classifier:
 def load(checkpoint: str | Path) -> Classifier:
     """Load a checkpoint written by ``adaptrack adapt fit`` (``torch.load(weights_only=True)``)."""
     ckpt = safe_torch_load(checkpoint)
-    if "hyper_parameters" not in ckpt or "state_dict" not in ckpt:
+    if not isinstance(ckpt, dict) or "hyper_parameters" not in ckpt or "state_dict" not in ckpt:
         raise ValueError(f"{checkpoint}: not an adaptrack adapt checkpoint (missing hyper_parameters/state_dict)")
-    hparams = {k: v for k, v in ckpt["hyper_parameters"].items() if not k.startswith("_")}
-    module = DomainAdaptationModule(**hparams)
-    module.load_state_dict(ckpt["state_dict"])
+    try:
+        module = build_module(ckpt["hyper_parameters"])
+        module.load_state_dict(ckpt["state_dict"])
+    except (ValueError, RuntimeError) as exc:
+        raise ValueError(f"{checkpoint}: not a checkpoint of `adaptrack adapt fit` ({exc})") from exc
     return Classifier(module)
 
 

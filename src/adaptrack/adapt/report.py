@@ -17,8 +17,10 @@ from adaptrack.adapt.predict import predict_probs
 from adaptrack.common.files import atomic_write
 from adaptrack.common.report import format_table, plot_curves, read_metrics_csv
 
-REPORT_COLUMNS = ["method", "source acc %", "target acc %", "pseudo-labeled %", "pseudo-label acc %",
-                  "epochs", "steps", "wall s"]
+REPORT_COLUMNS = ["method", "source acc %", "target acc %", "target dev acc %", "pseudo-labeled %",
+                  "pseudo-label acc %", "epochs", "steps", "wall s"]
+"""Columns of the end-of-fit table. ``target acc %`` is the scored target test split; ``target dev acc %``
+is the unlabeled training pool (its labels are never trained on: a development figure for tuning)."""
 
 
 def accuracy(probs: torch.Tensor, labels: torch.Tensor | None) -> float:
@@ -61,15 +63,17 @@ class AdaptationReport(L.Callback):
         assert isinstance(pl_module, DomainAdaptationModule)
         wall = time.perf_counter() - self._start
         dm = trainer.datamodule
-        keys = ("source/test", "target/train", "target/test")
-        sets: dict[str, ImageSet] = {k: dm.image_set(*k.split("/")) for k in keys}
+        sets: dict[str, ImageSet] = {"source/test": dm.image_set("source", "test"),
+                                     "target/pool": dm.unlabeled_target(),
+                                     "target/test": dm.image_set("target", "test")}
         probs = {k: predict_probs(pl_module, s.images) for k, s in sets.items()}
-        share, pl_acc = pseudo_label_stats(probs["target/train"], sets["target/train"].labels,
-                                           pl_module.hparams.threshold)
+        share, pl_acc = pseudo_label_stats(probs["target/pool"], sets["target/pool"].labels,
+                                           pl_module.pseudo_config.threshold)
         row = {
             "method": pl_module.hparams.method,
             "source acc %": accuracy(probs["source/test"], sets["source/test"].labels),
             "target acc %": accuracy(probs["target/test"], sets["target/test"].labels),
+            "target dev acc %": accuracy(probs["target/pool"], sets["target/pool"].labels),
             "pseudo-labeled %": share,
             "pseudo-label acc %": pl_acc,
             "epochs": trainer.current_epoch,
@@ -78,8 +82,11 @@ class AdaptationReport(L.Callback):
         }
         log_dir = Path(trainer.log_dir or trainer.default_root_dir)
         self.result = {**row, "source": dm.hparams.source, "target": dm.hparams.target,
+                       "update": pl_module.update, "pseudo_view": pl_module.pseudo_config.view,
                        "self_learning_started_at": pl_module.gate.state.start_progress,
-                       "log_dir": str(log_dir)}
+                       "self_learning_start_reason": pl_module.gate.state.start_reason,
+                       "self_learning_halted": pl_module.gate.state.halted,
+                       "training_sets": dm.preparation, "log_dir": str(log_dir)}
         with atomic_write(log_dir / "report.json") as handle:
             json.dump(self.result, handle, indent=2)
         curves = self._plot(trainer, log_dir)
@@ -87,6 +94,8 @@ class AdaptationReport(L.Callback):
             title = (f"adaptrack adapt: {dm.hparams.source} -> {dm.hparams.target} "
                      f"(final model; target labels used for reporting only)")
             print("\n" + format_table([row], REPORT_COLUMNS, title=title))
+            for name, counts in dm.preparation.items():
+                print(f"training set {name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
             print(f"report: {log_dir / 'report.json'}" + (f"   curves: {curves}" if curves else ""))
 
     @staticmethod
@@ -99,7 +108,8 @@ class AdaptationReport(L.Callback):
             logger.save()
         series = read_metrics_csv(csv_path)
         panels = {
-            "losses": ["train/source_loss", "train/domain_loss", "train/self_learning_loss"],
+            "losses": ["train/source_loss", "train/domain_loss", "train/self_learning_loss",
+                       "train/minority_shot_loss"],
             "accuracy": ["val/source_acc", "report/target_acc"],
             "pseudo labels": ["train/pseudo_share", "pseudo/share", "pseudo/accuracy"],
         }

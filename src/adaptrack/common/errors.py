@@ -15,3 +15,7 @@ class DataError(ValueError):
 
 class MissingDataError(FileNotFoundError):
     """A dataset file is absent; the message lists the files expected and where to put them."""
+
+
+class ConfigError(ValueError):
+    """Contradictory or out-of-range options. The message names each key and its value."""

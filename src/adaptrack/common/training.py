@@ -1,11 +1,50 @@
-"""Training guards shared by all LightningModules: the non-finite-loss check and the checkpoint
-callback that keeps ``last.ckpt`` current."""
+"""Training guards shared by all LightningModules: the non-finite-loss check, plain hyperparameters
+in checkpoints, and the checkpoint callback that keeps ``last.ckpt`` current."""
 
 from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Mapping
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+
+_PRIMITIVES = (str, int, float, bool, type(None))
+
+
+def to_plain(value: Any) -> Any:
+    """``value`` with dataclasses turned into dicts and other objects into ``class_path``/``init_args``.
+
+    The result holds only dicts, lists, tuples and primitives, which ``torch.load(weights_only=True)``
+    reads back and LightningCLI parses as a config (an object becomes the mapping jsonargparse builds
+    it from: its class path and the constructor arguments it keeps as attributes of the same name).
+    """
+    if isinstance(value, _PRIMITIVES):
+        return value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_plain(v) for v in value)
+    cls = type(value)
+    params = inspect.signature(cls.__init__).parameters
+    init_args = {name: to_plain(getattr(value, name)) for name in params if name != "self" and hasattr(value, name)}
+    return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": init_args}
+
+
+def plain_hyperparameters(checkpoint: dict[str, Any]) -> None:
+    """Make the model's and the data module's hyperparameters in ``checkpoint`` plain (see :func:`to_plain`).
+
+    Call it from ``on_save_checkpoint``: Lightning stores ``hparams`` as given, and a dataclass or an
+    object there would make the checkpoint unreadable with ``weights_only=True``.
+    """
+    for key in ("hyper_parameters", "datamodule_hyper_parameters"):
+        if key in checkpoint:
+            checkpoint[key] = to_plain(dict(checkpoint[key]))
 
 
 class NonFiniteLossError(RuntimeError):

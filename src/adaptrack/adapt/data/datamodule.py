@@ -1,9 +1,25 @@
-"""The source/target LightningDataModule: whole splits in memory, paired mini-batches (S1)."""
+"""The source/target LightningDataModule: whole splits in memory, mini-batches of three sources (S1, S31).
+
+Before training (``setup("fit")``) the training sets are prepared in the patent's order, and every
+count is logged and kept in :attr:`DomainAdaptationDataModule.preparation` (written to the report):
+
+1. labeled target images (third embodiment): ``k`` per class drawn by seed from the target *train*
+   split (they leave the unlabeled pool), or a class folder;
+2. S40, DOA unit 21/21a: the source classes oversampled to equal counts with rotated copies;
+3. S41, padder 21b (claim 9): the labeled target images oversampled the same way, equal per class,
+   their total equal to the source total;
+4. the preprocessing unit 22: an :class:`~adaptrack.adapt.data.filters.ImageFilter` removes
+   unwanted images from the (oversampled) source, the labeled target and the unlabeled target.
+
+Test splits are never changed.
+"""
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -11,25 +27,89 @@ import lightning as L
 import torch
 from torch.utils.data import BatchSampler, DataLoader, IterableDataset, SequentialSampler, TensorDataset
 
-from adaptrack.adapt.batch import AdaptBatch
+from adaptrack.adapt.batch import AdaptBatch, RawBatch
 from adaptrack.adapt.data.augment import build_augmentation, convert_channels, resize_uint8, to_float
+from adaptrack.adapt.data.balance import class_counts, draw_per_class, equal_counts, oversample
 from adaptrack.adapt.data.base import ImageSet
+from adaptrack.adapt.data.filters import ImageFilter
+from adaptrack.adapt.data.folders import load_labeled_folder
 from adaptrack.adapt.data.registry import check_same_classes, load_dataset, match_classes
-from adaptrack.common.errors import DataError
+from adaptrack.common.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LabeledTargetConfig:
+    """The third embodiment's few labeled target images (the third image acquisition unit 20).
+
+    Attributes:
+        per_class: ``k`` images per class. Drawn by ``seed`` from the target *train* split (which
+            must be labeled; the drawn images leave the unlabeled pool), or from ``directory``;
+            ``None`` with no ``directory``: no labeled target images.
+        directory: A labeled class folder (``<class>/*.png``) of target images; classes are matched
+            to the source's by name. Without ``per_class`` every image in it is used.
+        seed: Seed of the draw.
+        batch_size: Labeled target images per mini-batch; default ``min(batch_size, their number)``.
+    """
+
+    per_class: int | None = None
+    directory: str | None = None
+    seed: int = 0
+    batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.per_class is not None and self.per_class < 1:
+            raise ConfigError(f"data.labeled_target.per_class={self.per_class} must be >= 1 or null")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ConfigError(f"data.labeled_target.batch_size={self.batch_size} must be >= 1 or null")
+
+    @property
+    def enabled(self) -> bool:
+        return self.per_class is not None or self.directory is not None
+
+
+@dataclass(frozen=True)
+class OversampleConfig:
+    """Class balancing by rotated copies before training (second and third modifications of the third embodiment).
+
+    Attributes:
+        source: S40 (DOA unit 21/21a): every source class brought to the count of the largest.
+        labeled_target: S41 (padder 21b, claim 9): the labeled target images brought to equal
+            counts per class, their total equal to the source total (after S40).
+        max_angle: New images are existing ones rotated by an angle in ``[-max_angle, max_angle]`` degrees.
+        seed: Seed of the copies and angles.
+    """
+
+    source: bool = False
+    labeled_target: bool = False
+    max_angle: float = 15.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.max_angle) and 0 <= self.max_angle <= 180):
+            raise ConfigError(f"data.oversample.max_angle={self.max_angle} must be in [0, 180] degrees")
+
+
+def _empty_like(images: torch.Tensor) -> torch.Tensor:
+    return images.new_empty((0, *images.shape[1:]))
 
 
 class PairedBatches(IterableDataset):
-    """Endless-free iterator of ``steps`` paired mini-batches per epoch.
+    """Iterator of ``steps`` mini-batches per epoch: source, unlabeled target and labeled target images.
 
-    Source images are drawn without replacement (a fresh permutation when one is used up), target
-    images likewise, independently; each epoch's order depends only on ``(seed, epoch)``.
-    Yields uint8 tensors; augmentation happens batch-wise after transfer.
+    Each of the three sets is drawn without replacement, independently (a fresh permutation when
+    one is used up; a set smaller than its batch is drawn with replacement); each epoch's order
+    depends only on ``(seed, epoch)``. Yields :class:`~adaptrack.adapt.batch.RawBatch` of uint8
+    tensors; augmentation happens batch-wise after transfer.
     """
 
-    def __init__(self, source: ImageSet, target: ImageSet, batch_size: int, steps: int, seed: int) -> None:
+    def __init__(self, source: ImageSet, target: ImageSet, batch_size: int, steps: int, seed: int,
+                 labeled: ImageSet | None = None, labeled_batch_size: int = 0) -> None:
         super().__init__()
-        self.source, self.target = source, target
+        self.source, self.target, self.labeled = source, target, labeled
         self.batch_size, self.steps, self.seed = batch_size, steps, seed
+        self.labeled_batch_size = labeled_batch_size if labeled is not None and len(labeled) else 0
         self.epoch = 0
         unknown = torch.full((len(target),), -1, dtype=torch.long)
         self.target_report_labels = target.labels if target.labels is not None else unknown
@@ -37,33 +117,43 @@ class PairedBatches(IterableDataset):
     def __len__(self) -> int:
         return self.steps
 
-    def _indices(self, n: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    @staticmethod
+    def _indices(n: int, size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
         while True:
+            if n < size:  # tiny sets: sample with replacement
+                yield torch.randint(n, (size,), generator=generator)
+                continue
             perm = torch.randperm(n, generator=generator)
-            for start in range(0, n - self.batch_size + 1 if n >= self.batch_size else 1, self.batch_size):
-                chunk = perm[start:start + self.batch_size]
-                if chunk.numel() < self.batch_size:  # tiny sets: sample with replacement
-                    chunk = torch.randint(n, (self.batch_size,), generator=generator)
-                yield chunk
+            for start in range(0, n - size + 1, size):
+                yield perm[start:start + size]
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+    def __iter__(self) -> Iterator[RawBatch]:
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         self.epoch += 1
-        src, tgt = self._indices(len(self.source), g), self._indices(len(self.target), g)
+        src = self._indices(len(self.source), self.batch_size, g)
+        tgt = self._indices(len(self.target), self.batch_size, g)
+        lab = self._indices(len(self.labeled), self.labeled_batch_size, g) if self.labeled_batch_size else None
+        assert self.source.labels is not None
         for _ in range(self.steps):
             i, j = next(src), next(tgt)
-            assert self.source.labels is not None
-            yield (self.source.images[i], self.source.labels[i],  # (B, C, H, W) uint8, (B,)
-                   self.target.images[j], self.target_report_labels[j])
+            if lab is not None and self.labeled is not None and self.labeled.labels is not None:
+                k = next(lab)
+                labeled, labeled_labels = self.labeled.images[k], self.labeled.labels[k]
+            else:
+                labeled = _empty_like(self.source.images)
+                labeled_labels = torch.empty(0, dtype=torch.long)
+            yield RawBatch(self.source.images[i], self.source.labels[i],  # (B, C, H, W) uint8, (B,)
+                           self.target.images[j], self.target_report_labels[j], j, labeled, labeled_labels)
 
 
 class DomainAdaptationDataModule(L.LightningDataModule):
-    """Labeled source, unlabeled target, held in memory as uint8 at ``image_size``.
+    """Labeled source, unlabeled target and optionally labeled target, held in memory as uint8 at ``image_size``.
 
     Splits used: source ``train`` (training) and source ``test`` (validation: selects the best
-    checkpoint); target ``train`` (unlabeled training images) and target ``test`` (reported only).
-    Target labels, when the format has them, are carried separately for reporting pseudo-label and
-    test accuracy and never reach a loss or the checkpoint selection.
+    checkpoint); target ``train`` (the unlabeled training pool, and where ``labeled_target.per_class``
+    images are drawn from) and target ``test`` (reported only, never drawn from). Target labels of
+    the unlabeled pool, when the format has them, are carried separately for reporting pseudo-label
+    and development accuracy and never reach a loss or the checkpoint selection.
 
     Args:
         source: Source dataset name from the registry (``adaptrack.adapt.data.registry``).
@@ -90,6 +180,9 @@ class DomainAdaptationDataModule(L.LightningDataModule):
         predict_dataset: Or a registry dataset to classify with ``predict`` (default: the target).
         predict_split: Split of ``predict_dataset``.
         seed: Seed of the mini-batch order and of the synthetic data.
+        labeled_target: The few labeled target images (third embodiment).
+        oversample: S40 (DOA) and S41 (padder).
+        image_filter: The preprocessing filter (unit 22), e.g. ``NoiseFilter``; ``None`` keeps every image.
     """
 
     def __init__(
@@ -117,12 +210,31 @@ class DomainAdaptationDataModule(L.LightningDataModule):
         predict_dataset: str | None = None,
         predict_split: Literal["train", "test"] = "test",
         seed: int = 0,
+        labeled_target: LabeledTargetConfig = LabeledTargetConfig(),
+        oversample: OversampleConfig = OversampleConfig(),
+        image_filter: ImageFilter | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         if channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {channels}")
+            raise ConfigError(f"data.channels={channels} must be 1 or 3")
+        for key in ("batch_size", "eval_batch_size", "image_size"):
+            if int(getattr(self.hparams, key)) < 1:
+                raise ConfigError(f"data.{key}={getattr(self.hparams, key)} must be >= 1")
+        self.labeled_config = labeled_target if isinstance(labeled_target, LabeledTargetConfig) else (
+            LabeledTargetConfig(**labeled_target))
+        self.oversample_config = oversample if isinstance(oversample, OversampleConfig) else (
+            OversampleConfig(**oversample))
+        if self.oversample_config.labeled_target and not self.labeled_config.enabled:
+            raise ConfigError("data.oversample.labeled_target=true pads the labeled target images, but there are "
+                              "none: set data.labeled_target.per_class or data.labeled_target.directory")
+        if image_filter is not None and not isinstance(image_filter, ImageFilter):
+            raise ConfigError(f"data.image_filter must be an ImageFilter (class_path + init_args), "
+                              f"got {type(image_filter).__name__}")
+        self.image_filter = image_filter
         self._sets: dict[str, ImageSet] = {}
+        self._train: dict[str, ImageSet] | None = None
+        self.preparation: dict[str, Any] = {}
         self.weak = build_augmentation("weak", channels, rotation, translate, (scale_min, scale_max))
         self.strong = build_augmentation("strong", channels, rotation, translate, (scale_min, scale_max))
         self.predict_files: list[str] = []
@@ -180,16 +292,126 @@ class DomainAdaptationDataModule(L.LightningDataModule):
             for role in ("source", "target"):
                 for split in ("train", "test"):
                     self.image_set(role, split)  # type: ignore[arg-type]
+        if stage == "fit":
+            self.training_sets()
         if stage == "predict":
             predict = self.image_set("predict", self.hparams.predict_split)
             self.predict_files = predict.files or [f"{predict.name}#{i:06d}" for i in range(len(predict))]
 
+    # -- training sets (labeled target, S40, S41, preprocessing) ---------------------------------
+    def training_sets(self) -> dict[str, ImageSet]:
+        """The prepared training sets: ``source``, ``target`` (the unlabeled pool) and, when configured,
+        ``labeled_target``; built once (see the module docstring for the order)."""
+        if self._train is not None:
+            return self._train
+        source, target = self.image_set("source", "train"), self.image_set("target", "train")
+        assert source.labels is not None
+        k = len(source.classes)
+        counts: dict[str, dict[str, Any]] = {"source": {"loaded": class_counts(source.labels, k)}}
+        labeled, drawn = self._labeled_target(source, target)
+        if labeled is not None:
+            keep = torch.ones(len(target), dtype=torch.bool)
+            if drawn is not None:  # drawn from target train: they leave the pool
+                keep[drawn] = False
+            target = ImageSet(target.images[keep], None if target.labels is None else target.labels[keep],
+                              target.classes, f"{target.name} (unlabeled pool)",
+                              None if target.files is None else [f for f, kk in zip(target.files, keep.tolist(),
+                                                                                      strict=True) if kk])
+            assert labeled.labels is not None
+            counts["labeled_target"] = {"drawn": class_counts(labeled.labels, k)}
+        counts["target"] = {"loaded": len(target)}
+        over = self.oversample_config
+        if over.source:  # S40
+            wanted = [max(counts["source"]["loaded"])] * k
+            images, labels = oversample(source.images, source.labels, wanted, over.max_angle, over.seed)
+            source = ImageSet(images, labels, source.classes, f"{source.name} (DOA)")
+            counts["source"]["after_doa"] = class_counts(labels, k)
+        if over.labeled_target and labeled is not None:  # S41: equal per class, total = source total
+            assert labeled.labels is not None
+            missing = [source.classes[c] for c, n in enumerate(class_counts(labeled.labels, k)) if n == 0]
+            if missing:
+                raise ConfigError(f"data.oversample.labeled_target=true needs a labeled target image of every "
+                                  f"class; classes {missing} have none")
+            images, labels = oversample(labeled.images, labeled.labels, equal_counts(len(source), k),
+                                        over.max_angle, over.seed + 1)
+            labeled = ImageSet(images, labels, labeled.classes, f"{labeled.name} (padded)")
+            counts["labeled_target"]["after_padder"] = class_counts(labels, k)
+        if self.image_filter is not None:  # preprocessing unit 22
+            source = self._filter("source", source, counts)
+            target = self._filter("target", target, counts)
+            if labeled is not None:
+                labeled = self._filter("labeled_target", labeled, counts)
+        for name, entry in counts.items():
+            log.info("training set %s: %s", name, entry)
+        self.preparation = counts
+        self._train = {"source": source, "target": target}
+        if labeled is not None:
+            self._train["labeled_target"] = labeled
+        return self._train
+
+    def _labeled_target(self, source: ImageSet, target: ImageSet) -> tuple[ImageSet | None, torch.Tensor | None]:
+        """The labeled target images, and their indices in ``target`` when drawn from it."""
+        cfg = self.labeled_config
+        if not cfg.enabled:
+            return None, None
+        hp = self.hparams
+        if cfg.directory is not None:
+            folder = load_labeled_folder(Path(cfg.directory), size=(hp.image_size, hp.image_size),
+                                         channels=hp.channels, skip_bad=hp.skip_bad,
+                                         name=f"labeled target {cfg.directory}")
+            folder = ImageSet(resize_uint8(convert_channels(folder.images, hp.channels), hp.image_size),
+                              folder.labels, folder.classes, folder.name, folder.files)
+            pool = match_classes(source, folder)
+            what = f"data.labeled_target.directory={cfg.directory}"
+        else:
+            if target.labels is None:
+                raise ConfigError(f"data.labeled_target.per_class={cfg.per_class} draws labeled images from the "
+                                  f"target train split, but {target.name} has no labels; give "
+                                  "data.labeled_target.directory (a class folder) instead")
+            pool, what = target, target.name
+        assert pool.labels is not None
+        if cfg.per_class is None:
+            index = torch.arange(len(pool))
+        else:
+            index = draw_per_class(pool.labels, cfg.per_class, source.classes, cfg.seed, what)
+        files = None if pool.files is None else [pool.files[i] for i in index.tolist()]
+        labeled = ImageSet(pool.images[index], pool.labels[index], list(source.classes), f"labeled target ({what})",
+                           files)
+        return labeled, (index if cfg.directory is None else None)
+
+    def _filter(self, name: str, images: ImageSet, counts: dict[str, dict[str, Any]]) -> ImageSet:
+        assert self.image_filter is not None
+        if name not in self.image_filter.sets:
+            return images
+        keep = self.image_filter.keep(images.images)
+        if keep.shape != (len(images),) or keep.dtype != torch.bool:
+            raise ConfigError(f"data.image_filter {type(self.image_filter).__name__}.keep returned "
+                              f"{tuple(keep.shape)} {keep.dtype}; it must return a ({len(images)},) bool tensor")
+        removed = int((~keep).sum())
+        counts[name]["removed_by_filter"] = removed
+        if removed == len(images):
+            raise DataError(f"the image filter {type(self.image_filter).__name__} removed every image of the "
+                            f"{name} set {images.name}; loosen it")
+        files = None if images.files is None else [f for f, k in zip(images.files, keep.tolist(), strict=True) if k]
+        return ImageSet(images.images[keep], None if images.labels is None else images.labels[keep],
+                        images.classes, images.name, files)
+
+    def unlabeled_target(self) -> ImageSet:
+        """The unlabeled target pool training draws from (target train less drawn and filtered images)."""
+        return self.training_sets()["target"]
+
     # -- loaders ---------------------------------------------------------------------------------
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams
-        source, target = self.image_set("source", "train"), self.image_set("target", "train")
+        sets = self.training_sets()
+        source = sets["source"]
+        labeled = sets.get("labeled_target")
+        labeled_batch = 0
+        if labeled is not None:
+            labeled_batch = self.labeled_config.batch_size or min(hp.batch_size, len(labeled))
         steps = hp.steps_per_epoch or max(1, math.ceil(len(source) / hp.batch_size))
-        return DataLoader(PairedBatches(source, target, hp.batch_size, steps, hp.seed), batch_size=None)
+        return DataLoader(PairedBatches(source, sets["target"], hp.batch_size, steps, hp.seed, labeled, labeled_batch),
+                          batch_size=None)
 
     def _eval_loader(self, images: ImageSet) -> DataLoader:
         labels = images.labels if images.labels is not None else torch.full((len(images),), -1, dtype=torch.long)
@@ -208,11 +430,12 @@ class DomainAdaptationDataModule(L.LightningDataModule):
         return self._eval_loader(self.image_set("predict", self.hparams.predict_split))
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        if isinstance(batch, (list, tuple)) and len(batch) == 4:  # training pair (uint8)
-            xs, ys, xt, yt = batch
-            xs, xt = to_float(xs), to_float(xt)  # (B, C, H, W) in [-1, 1]
+        if isinstance(batch, RawBatch):  # training mini-batch (uint8)
+            xs, xt, xl = to_float(batch.source), to_float(batch.target), to_float(batch.labeled)  # [-1, 1]
             with torch.no_grad():
                 source = self.weak(xs) if self.hparams.augment_source else xs
-                return AdaptBatch(source, ys, self.weak(xt), self.strong(xt), yt)
+                labeled = self.weak(xl) if xl.shape[0] else xl
+                return AdaptBatch(source, batch.source_labels, self.weak(xt), self.strong(xt),
+                                  batch.target_report_labels, batch.target_index, labeled, batch.labeled_labels)
         images, labels = batch
         return to_float(images), labels
