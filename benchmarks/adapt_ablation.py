@@ -7,9 +7,12 @@ Usage::
     python benchmarks/adapt_ablation.py --out runs/ablation --tasks usps_mnist --rows two_stage k1_dann
     python benchmarks/adapt_ablation.py --out runs/ablation --report-only     # table and chart from the CSV
     python benchmarks/adapt_ablation.py --list                                # the rows and what they run
+    python benchmarks/adapt_ablation.py --out /tmp/t --rows dann -- --trainer.max_steps 5   # extra fit options
 
-Each row is a shipped task config (``configs/adapt/<task>.yaml``, the best patent configuration)
-with a recipe of ``configs/adapt/recipes/`` and/or a few options layered over it; every run is an
+Each row is a shipped task config (``configs/adapt/<task>.yaml``, the best patent configuration) or
+its 1-shot twin, reset to the first embodiment by ``recipes/e1_self_learning.yaml`` (all rows but
+``shipped`` and ``k1``), with one recipe of ``configs/adapt/recipes/`` and/or a few options layered
+over it: each modification is switched on alone over the first embodiment. Every run is an
 ``adaptrack adapt fit`` subprocess with ``--threads`` torch threads, ``--jobs`` at a time. Finished
 runs are appended to ``<out>/results.csv`` and skipped when the script runs again, so it can be run
 in parts. The main rows (source_only, dann, the shipped configuration, the shipped 1-shot
@@ -75,8 +78,7 @@ ROWS: tuple[Row, ...] = (
         "--model.method", "dann", "--model.network.domain_call", "per_domain")),
     Row("shipped", "patent, shipped configuration", main=True),
     Row("view_same", "self-learning, image fed again: same", options=(*SL, "--model.pseudo.view", "same")),
-    Row("view_strong", "self-learning, image fed again: strong", options=(*SL, "--model.pseudo.view", "strong")),
-    Row("teacher_train", "pseudo labels from the training pass", options=(*SL, "--model.pseudo.teacher", "train")),
+    Row("view_strong", "first embodiment: image fed again strong, labels from the training pass", options=SL),
     Row("teacher_eval", "pseudo labels in eval mode", options=(*SL, "--model.pseudo.teacher", "eval")),
     Row("self_training", "self-learning without the domain classifier", options=("--model.method", "self_training")),
     Row("epoch_labels", "labels once per epoch (opposite of claim 12)", recipe="e1m1_epoch_labels.yaml"),
@@ -91,28 +93,34 @@ ROWS: tuple[Row, ...] = (
     Row("schedule", "Expression (2) weight schedule", recipe="e1m7_loss_schedule.yaml"),
     Row("two_stage", "second embodiment: two-stage update", recipe="e2_two_stage.yaml"),
     Row("k1_dann", "k = 1 labeled, no self-learning", recipe="e3_few_labeled.yaml"),
-    Row("k1", "k = 1 labeled + self-learning (shipped 1-shot)", recipe="1shot", main=True),
+    Row("k1_sl", "k = 1 labeled + self-learning", recipe="e3m1_few_labeled_self_learning.yaml"),
+    Row("k1", "k = 1 labeled + self-learning (shipped 1-shot config)", recipe="1shot", main=True),
     Row("k5_dann", "k = 5 labeled, no self-learning", recipe="e3_few_labeled.yaml",
         options=("--data.labeled_target.per_class", "5")),
-    Row("k5", "k = 5 labeled + self-learning", recipe="1shot", options=("--data.labeled_target.per_class", "5")),
-    Row("k1_two_stage", "k = 1 labeled + two-stage update", recipe="1shot", options=("--model.update", "two_stage")),
-    Row("k1_doa_padder", "k = 1 labeled + DOA + padder + filter", recipe="1shot",
-        options=("--config", str(RECIPES / "e3m3_doa_padder.yaml"))),
+    Row("k5_sl", "k = 5 labeled + self-learning", recipe="e3m1_few_labeled_self_learning.yaml",
+        options=("--data.labeled_target.per_class", "5")),
+    Row("k1_two_stage", "k = 1 labeled + self-learning, two-stage update", recipe="e3m1_few_labeled_self_learning.yaml",
+        options=("--model.update", "two_stage")),
+    Row("k1_doa", "k = 1 labeled + self-learning + DOA + filter", recipe="e3m2_doa_filter.yaml"),
+    Row("k1_doa_padder", "k = 1 labeled + self-learning + DOA + padder + filter", recipe="e3m3_doa_padder.yaml"),
 )
 ROW_BY_NAME = {r.name: r for r in ROWS}
 
 
-def command(task: str, row: Row, seed: int, threads: int, data_root: str | None) -> list[str]:
-    """The ``adaptrack adapt fit`` command of one run."""
+def command(task: str, row: Row, seed: int, threads: int, data_root: str | None,
+            extra: tuple[str, ...] = ()) -> list[str]:
+    """The ``adaptrack adapt fit`` command of one run (``extra``: options appended to every run)."""
     config = CONFIGS / (f"{task}_1shot.yaml" if row.recipe == "1shot" else f"{task}.yaml")
     args = [sys.executable, "-m", "adaptrack.cli", "adapt", "fit", "--config", str(config)]
+    if row.name not in ("shipped", "k1"):  # every other row: the first embodiment + its change
+        args += ["--config", str(RECIPES / "e1_self_learning.yaml")]
     if row.recipe not in (None, "1shot"):
         args += ["--config", str(RECIPES / row.recipe)]
     args += [*row.options, "--seed_everything", str(seed), "--data.seed", str(seed), "--threads", str(threads),
              "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
     if data_root is not None:
         args += ["--data.data_root", data_root]
-    return args
+    return args + list(extra)
 
 
 def read_results(path: Path) -> list[dict[str, str]]:
@@ -132,7 +140,8 @@ def append_result(path: Path, row: dict[str, object]) -> None:
         writer.writerows(rows)
 
 
-def run_one(task: str, row: Row, seed: int, out: Path, threads: int, data_root: str | None) -> dict[str, object]:
+def run_one(task: str, row: Row, seed: int, out: Path, threads: int, data_root: str | None,
+            extra: tuple[str, ...] = ()) -> dict[str, object]:
     """Run one fit in its own folder; return its report row (raises on failure, with the log's tail)."""
     folder = out / task / row.name / f"seed{seed}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -140,7 +149,7 @@ def run_one(task: str, row: Row, seed: int, out: Path, threads: int, data_root: 
     start = time.perf_counter()
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     with open(log, "w") as handle:
-        code = subprocess.call(command(task, row, seed, threads, data_root), cwd=folder, stdout=handle,
+        code = subprocess.call(command(task, row, seed, threads, data_root, extra), cwd=folder, stdout=handle,
                                stderr=subprocess.STDOUT, env=env)
     wall = time.perf_counter() - start
     if code != 0:
@@ -227,7 +236,8 @@ def main() -> int:
     parser.add_argument("--data-root", default=None, help="data root (default: ../shared/data if present)")
     parser.add_argument("--report-only", action="store_true", help="only print the table and write the chart")
     parser.add_argument("--list", action="store_true", help="list the rows and exit")
-    ns = parser.parse_args()
+    ns, extra = parser.parse_known_args()
+    extra = tuple(a for a in extra if a != "--")
     if ns.list:
         for row in ROWS:
             args = " ".join(a.replace(str(ROOT) + "/", "") for a in command("<task>", row, 0, 1, None)[5:-10])
@@ -248,7 +258,8 @@ def main() -> int:
               f"{ns.jobs} at a time, {ns.threads} torch thread(s) each", flush=True)
         failures = 0
         with ThreadPoolExecutor(max_workers=ns.jobs) as pool:
-            futures = {pool.submit(run_one, t, r, s, out, ns.threads, root): (t, r.name, s) for t, r, s in todo}
+            futures = {pool.submit(run_one, t, r, s, out, ns.threads, root, extra): (t, r.name, s)
+                       for t, r, s in todo}
             for i, future in enumerate(as_completed(futures), 1):
                 task, name, seed = futures[future]
                 try:
