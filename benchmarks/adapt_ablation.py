@@ -173,7 +173,7 @@ def summarise(results: list[dict[str, str]], tasks: list[str]) -> tuple[list[dic
     """One table row per ablation row; per task: target acc (mean ± std, n), dev acc, pseudo share/precision, wall."""
     table, chart = [], {}
     for row in ROWS:
-        line: dict[str, object] = {"row": row.label}
+        line: dict[str, object] = {"row (--rows key)": f"{row.label} (`{row.name}`)"}
         found = False
         for task in tasks:
             runs = [r for r in results if r["task"] == task and r["row"] == row.name]
