@@ -25,8 +25,8 @@ from adaptrack.track.data.frames import load_frame
 from adaptrack.track.data.posetrack import read_posetrack_dir
 from adaptrack.track.data.synth import generate_dataset
 from adaptrack.track.models import PartDetector, SubjectModel
-from adaptrack.track.onnx_export import export_models, onnx_tracker
-from adaptrack.track.tracker import TorchBackend, Tracker, TrackerSettings
+from adaptrack.track.onnx_export import export_models
+from adaptrack.track.tracker import TorchBackend, Tracker, TrackerSettings, load_tracker
 
 
 def measure(tracker: Tracker, frames: list[torch.Tensor], box: tuple[float, ...], n: int, warmup: int = 20
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         frames = [load_frame(f.path) for f in seq.frames]  # (3, 256, 256) uint8 each
         box = seq.frames[0].person(seq.target_track or 0).box
         if args.checkpoint:
-            torch_tracker = Tracker.from_checkpoint(args.checkpoint)
+            torch_tracker = load_tracker(args.checkpoint)
             part, subject, _ = load_models(args.checkpoint)
         else:
             torch.manual_seed(0)
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             settings = TrackerSettings(prior_sigma=0.2, window_power=2.0, part_window=0.15)
             torch_tracker = Tracker(TorchBackend(part, subject), ["head"], subject.stride, settings=settings)
         export_models(part, subject, Path(tmp) / "onnx", torch_tracker.parts, settings=torch_tracker.settings)
-        ort_tracker = onnx_tracker(Path(tmp) / "onnx", threads=args.threads)
+        ort_tracker = load_tracker(Path(tmp) / "onnx", threads=args.threads)
         rows = []
         for name, tracker, target in (("PyTorch", torch_tracker, 60), ("onnxruntime", ort_tracker, 100)):
             times = measure(tracker, frames, box, args.frames)

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from adaptrack.adapt.cli import main
-from adaptrack.adapt.config import GROUPS, GateConfig, LossWeights, NetworkConfig, PseudoLabelConfig, as_group
+from adaptrack.adapt.config import GROUPS, GateConfig, LossWeights, NetworkConfig, PseudoLabelConfig
 from adaptrack.common.errors import ConfigError
+from adaptrack.common.training import as_group
 
 from .conftest import TINY_FIT
 

@@ -98,7 +98,8 @@ def part_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tracker_ckpt(tmp_path_factory: pytest.TempPathFactory, part_ckpt: Path) -> Path:
     """A tracker checkpoint (both models) after a few steps on the hand-made scenes."""
     torch.manual_seed(0)
-    return _fit(TrackerModule(str(part_ckpt), **TINY, warmup_steps=1), tmp_path_factory.mktemp("tracker"), 3)
+    module = TrackerModule(str(part_ckpt), **TINY, warmup_steps=1, input_size=64)
+    return _fit(module, tmp_path_factory.mktemp("tracker"), 3)
 
 
 @pytest.fixture

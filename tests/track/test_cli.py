@@ -65,7 +65,9 @@ def test_evaluate_prints_table_with_baselines(workdir: Path, capsys: pytest.Capt
     # per-track outcomes of the tracker's output: one letter per frame after the first
     tracks = json.loads((out / "metrics.json").read_text())["tracks"]
     assert len(tracks) == 1 and tracks[0]["model"] == "tiny" and len(tracks[0]["timeline"]) == 7
-    assert set(tracks[0]["timeline"]) <= set("hWm-") and tracks[0]["frames"] == rows[0]["frames"]
+    assert set(tracks[0]["timeline"]) <= set("hWmaXf-") and tracks[0]["frames"] == rows[0]["frames"]
+    # hidden frames: the bare element product cannot abstain, so each is wrong-person or a false report
+    assert rows[0]["abstain % (hidden)"] in (0.0,) or math.isnan(rows[0]["abstain % (hidden)"])
     assert tracks[0]["timeline"] in (out / "tracks.md").read_text()
     assert ("tracks with wrong-person frames" in printed) == (tracks[0]["wrong %"] > 0)
     assert main(["evaluate", "--checkpoints", f"[{workdir / 'tracker' / 'best.ckpt'}]", "--data",
@@ -77,10 +79,16 @@ def test_evaluate_prints_table_with_baselines(workdir: Path, capsys: pytest.Capt
 def test_evaluate_states_where_tracks_start(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     common = ["evaluate", "--checkpoints", f"[{workdir / 'tracker' / 'best.ckpt'}]", "--data", str(workdir / "data"),
               "--split", "val", "--ground_truth_prior", "false"]
-    assert main([*common, "--init_visibility", "null"]) == 0
-    assert "each track starts at its first annotated frame" in capsys.readouterr().out
-    assert main(common) == 0
-    assert "each track starts at the first frame with its parts at least 99% visible" in capsys.readouterr().out
+    assert main(common) == 0  # the primary protocol is the default
+    printed = capsys.readouterr().out
+    assert "each track starts at its first annotated frame (primary protocol); 1 tracks scored, none left out" \
+        in printed
+    assert main([*common, "--init_visibility", "0.99"]) == 0
+    printed = capsys.readouterr().out
+    assert "each track starts at the first frame with its parts at least 99% visible (secondary protocol)" in printed
+    assert main([*common, "--init_visibility", "1.0", "--max_sequences", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "tracks scored" in printed and ("left out" in printed)
     with pytest.raises(ValueError, match="init_visibility must be a share in"):
         main([*common, "--init_visibility", "1.5"])
 

@@ -10,8 +10,8 @@ import pytest
 
 from adaptrack.track.checkpoints import load_models
 from adaptrack.track.data.types import ClipBatch
-from adaptrack.track.onnx_export import GRAPHS, export_models, onnx_tracker
-from adaptrack.track.tracker import Tracker
+from adaptrack.track.onnx_export import GRAPHS, export_models
+from adaptrack.track.tracker import Tracker, load_tracker
 
 ATOL = 1e-4  # absolute, on likelihoods in (0, 1) and maps in elements
 BOX_ATOL = 1e-2  # pixels, after decoding
@@ -46,8 +46,9 @@ def _assert_trackers_agree(torch_t: Tracker, ort_t: Tracker, clip: ClipBatch) ->
 
 def test_onnxruntime_tracker_agrees_with_pytorch(export_dir: Path, tracker_ckpt: Path,
                                                  batch_factory: Callable[..., ClipBatch]) -> None:
-    torch_t = Tracker.from_checkpoint(tracker_ckpt, input_size=64)
-    _assert_trackers_agree(torch_t, onnx_tracker(export_dir, threads=1), batch_factory(B=1, T=5))
+    torch_t = load_tracker(tracker_ckpt)
+    assert torch_t.input_size == 64  # the training size, recorded in the checkpoint
+    _assert_trackers_agree(torch_t, load_tracker(export_dir, threads=1), batch_factory(B=1, T=5))
 
 
 def test_tampered_export_is_rejected(export_dir: Path, tmp_path: Path) -> None:
@@ -55,7 +56,7 @@ def test_tampered_export_is_rejected(export_dir: Path, tmp_path: Path) -> None:
 
     (tmp_path / "parts.onnx").write_bytes((export_dir / "parts.onnx").read_bytes())
     with pytest.raises(DataError, match="not an ONNX export folder"):
-        onnx_tracker(tmp_path)
+        load_tracker(tmp_path)
 
 
 def test_stride4_models_with_region_branch_export_and_agree(tmp_path: Path,
@@ -73,7 +74,7 @@ def test_stride4_models_with_region_branch_export_and_agree(tmp_path: Path,
     settings = TrackerSettings(prior_sigma=0.2, window_power=2.0, part_window=0.15)
     diffs = export_models(part, subject, tmp_path, ["head"], input_size=64, atol=ATOL, settings=settings)
     assert max(diffs.values()) <= ATOL
-    ort_t = onnx_tracker(tmp_path, threads=1)
+    ort_t = load_tracker(tmp_path, threads=1)
     assert ort_t.map_hw == (16, 16) and ort_t.settings == settings
     torch_t = Tracker(TorchBackend(part, subject), ["head"], stride=4, input_size=64, settings=settings)
     _assert_trackers_agree(torch_t, ort_t, batch_factory(B=1, T=3))

@@ -14,12 +14,12 @@ import torch
 from adaptrack.common.errors import DataError
 from adaptrack.track.data.types import ClipBatch
 from adaptrack.track.geometry import decode_peak
-from adaptrack.track.tracker import Tracker, TrackerSettings, frame_tensor
+from adaptrack.track.tracker import Tracker, TrackerSettings, frame_tensor, load_tracker
 
 
 def test_initialize_and_track_a_short_sequence(tracker_ckpt: Path, batch_factory: Callable[..., ClipBatch]) -> None:
     clip = batch_factory(B=1, T=5)
-    tracker = Tracker.from_checkpoint(tracker_ckpt, input_size=64)
+    tracker = load_tracker(tracker_ckpt, input_size=64)
     assert tracker.parts == ["head"]
     tracker.initialize(clip.frames[0, 0], tuple(clip.target_box[0, 0].tolist()))
     for t in range(1, 5):
@@ -42,20 +42,20 @@ def test_initialize_and_track_a_short_sequence(tracker_ckpt: Path, batch_factory
 def test_positions_scale_back_to_the_original_frame(tracker_ckpt: Path,
                                                      batch_factory: Callable[..., ClipBatch]) -> None:
     clip = batch_factory(B=1, T=2)
-    small = Tracker.from_checkpoint(tracker_ckpt, input_size=64)
+    small = load_tracker(tracker_ckpt, input_size=64)
     box = tuple(clip.target_box[0, 0].tolist())
     small.initialize(clip.frames[0, 0], box)
     r_small = small.track(clip.frames[0, 1])
     # the same content at twice the size: the network input is identical after resizing to 64
     big_frames = torch.nn.functional.interpolate(clip.frames[0].float(), scale_factor=2, mode="nearest").to(torch.uint8)
-    big = Tracker.from_checkpoint(tracker_ckpt, input_size=64)
+    big = load_tracker(tracker_ckpt, input_size=64)
     big.initialize(big_frames[0], tuple(2 * v for v in box))
     r_big = big.track(big_frames[1])
     assert np.allclose(r_big.box, [2 * v for v in r_small.box], atol=2.0)
 
 
 def test_bad_initial_boxes_and_missing_initialize(tracker_ckpt: Path, batch: ClipBatch) -> None:
-    tracker = Tracker.from_checkpoint(tracker_ckpt, input_size=64)
+    tracker = load_tracker(tracker_ckpt, input_size=64)
     with pytest.raises(RuntimeError, match="initialize"):
         tracker.track(batch.frames[0, 0])
     with pytest.raises(DataError, match=r"frame_007\.jpg.*outside the 64x64 frame"):
@@ -134,7 +134,7 @@ def test_part_window_keeps_the_part_on_the_head_it_started_on(sigma: float, expe
     backend = _SwappingPartsBackend()
     tracker = Tracker(backend, ["head"], stride=4, input_size=64, settings=TrackerSettings(part_window=sigma))
     tracker.initialize(torch.zeros(3, 64, 64, dtype=torch.uint8), (8, 24, 16, 16))
-    assert tracker.box is not None and tracker.box.tolist() == [8, 24, 16, 16]  # the given box, not a decoded one
+    assert tracker.decoder.box is not None and tracker.decoder.box.tolist() == [8, 24, 16, 16]  # the given box
     for _ in range(3):
         part = tracker.track(torch.full((3, 64, 64), 255, dtype=torch.uint8)).parts[0]
         assert part.position[0] == pytest.approx(4 * expected_x)

@@ -242,19 +242,3 @@ GROUPS: dict[str, type] = {"network": NetworkConfig, "weights": LossWeights, "ps
                            "gate": GateConfig, "optim": OptimConfig}
 """The module's grouped arguments by name, for rebuilding them from a checkpoint's plain dicts."""
 
-
-def as_group(cls: type, value: Any, key: str) -> Any:
-    """``value`` as an instance of the dataclass ``cls``: instances pass, dicts (from checkpoints) are built.
-
-    Raises:
-        ConfigError: ``value`` has keys the group does not know (naming them).
-    """
-    if isinstance(value, cls):
-        return value
-    if isinstance(value, dict):
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(value) - known)
-        if unknown:
-            raise ConfigError(f"model.{key} has unknown keys {unknown}; valid keys: {sorted(known)}")
-        return cls(**value)
-    raise ConfigError(f"model.{key} must be a {cls.__name__} or a mapping, got {type(value).__name__}")

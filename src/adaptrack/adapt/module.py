@@ -20,7 +20,6 @@ from adaptrack.adapt.config import (
     OptimConfig,
     PseudoLabelConfig,
     UpdateName,
-    as_group,
 )
 from adaptrack.adapt.data.augment import to_float
 from adaptrack.adapt.methods import MethodName, get_method
@@ -29,7 +28,7 @@ from adaptrack.adapt.pseudo import PseudoLabeler, PseudoLabels
 from adaptrack.adapt.schedule import SelfLearningGate, loss_weight_decay
 from adaptrack.adapt.step import CHANNELS_LAST, Step, Views
 from adaptrack.common.errors import ConfigError
-from adaptrack.common.training import check_finite, plain_hyperparameters
+from adaptrack.common.training import as_group, check_finite, plain_hyperparameters
 
 LOGGED_TERMS = ("source", "domain", "self_learning", "minority_shot")
 """Loss terms logged at every step (0 when the method or the stage does not use them)."""

@@ -1,5 +1,6 @@
 """Training guards shared by all LightningModules: the non-finite-loss check, plain hyperparameters
-in checkpoints, and the checkpoint callback that keeps ``last.ckpt`` current."""
+in checkpoints, settings groups (frozen dataclasses given whole to a module), and the checkpoint
+callback that keeps ``last.ckpt`` current."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+
+from adaptrack.common.errors import ConfigError
 
 _PRIMITIVES = (str, int, float, bool, type(None))
 
@@ -92,3 +95,20 @@ class BestAndLastCheckpoint(ModelCheckpoint):
         # and with fast_dev_run
         if self.save_last and not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+def as_group(cls: type, value: Any, key: str) -> Any:
+    """``value`` as an instance of the dataclass ``cls``: instances pass, dicts (from checkpoints) are built.
+
+    Raises:
+        ConfigError: ``value`` has keys the group does not know (naming them).
+    """
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, dict):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ConfigError(f"model.{key} has unknown keys {unknown}; valid keys: {sorted(known)}")
+        return cls(**value)
+    raise ConfigError(f"model.{key} must be a {cls.__name__} or a mapping, got {type(value).__name__}")

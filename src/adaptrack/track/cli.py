@@ -12,14 +12,15 @@ Subcommands::
 Examples::
 
     adaptrack track generate --out data/crowded --preset crowded --split train --seed 0 --n_sequences 60
+    adaptrack track generate --out data/crowded --preset crowded --split val --seed 1 --n_sequences 8
+    adaptrack track generate --out data/crowded --preset crowded --split test --seed 2 --n_sequences 100
     adaptrack track fit-parts --config configs/track/parts.yaml
     adaptrack track fit --config configs/track/tracker.yaml \
-        --model.part_checkpoint runs/track/parts/logs/version_0/checkpoints/best.ckpt
-    adaptrack track fit --config configs/track/tracker.yaml \
-        --ckpt_path runs/track/tracker/logs/version_0/checkpoints/last.ckpt
-    adaptrack track evaluate --checkpoints '[runs/track/tracker/logs/version_0/checkpoints/best.ckpt]' \
-        --data data/crowded --split test
-    adaptrack track export --checkpoint runs/track/tracker/logs/version_0/checkpoints/best.ckpt --output runs/track/onnx
+        --model.part_checkpoint runs/track/parts/checkpoints/best.ckpt
+    adaptrack track fit --config configs/track/tracker.yaml --ckpt_path runs/track/tracker/checkpoints/last.ckpt
+    adaptrack track evaluate --checkpoints '[runs/track/tracker/checkpoints/best.ckpt]' \
+        --data data/crowded --split test --settings '{gate: 0.3, motion: velocity}'
+    adaptrack track export --checkpoint runs/track/tracker/checkpoints/best.ckpt --output runs/track/onnx
     adaptrack track run --checkpoint runs/track/onnx --source frames/ --box '[10, 20, 40, 90]'
 
 ``fit-parts`` and ``fit`` are LightningCLI commands (``--print_config`` shows every option; YAML
@@ -73,6 +74,8 @@ class TrackCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.parts", "model.parts")
+        if self.model_class is TrackerModule:  # recorded in the checkpoint: the tracker runs at this size
+            parser.link_arguments("data.image_size", "model.input_size")
         parser.add_lightning_class_args(BestAndLastCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.monitor": "val/loss", "checkpoint.mode": "min",
                              "checkpoint.filename": "best", "checkpoint.save_last": True,

@@ -7,6 +7,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 
+from adaptrack.common.errors import DataError
 from adaptrack.track.data.clips import ClipDataset, collate_clips
 from adaptrack.track.data.posetrack import read_posetrack_dir
 from adaptrack.track.data.types import PartSpec, SequenceAnn
@@ -18,10 +19,22 @@ def part_specs(parts: list[str], part_size: float = 0.25) -> tuple[PartSpec, ...
 
 
 def annotation_dir(path: str | Path, split: str) -> Path:
-    """Accept a folder of ``*.json`` files, or a dataset root holding ``annotations/<split>``."""
+    """Accept a folder of ``*.json`` files, or a dataset root holding ``annotations/<split>``.
+
+    Raises:
+        DataError: ``path`` is a dataset root (it has ``annotations/``) without that split; the
+            message names the split and the command that writes it.
+    """
     path = Path(path)
     nested = path / "annotations" / split
-    return nested if nested.is_dir() else path
+    if nested.is_dir():
+        return nested
+    if (path / "annotations").is_dir():
+        found = sorted(p.name for p in (path / "annotations").iterdir() if p.is_dir())
+        raise DataError(f"this dataset has no {split!r} split (annotations/{split} is missing; found: "
+                        f"{', '.join(found) or 'none'}); write it with `adaptrack track generate --out {path} "
+                        f"--split {split} --seed <a seed not used by the other splits>`", path)
+    return path
 
 
 class TrackDataModule(pl.LightningDataModule):

@@ -1,16 +1,24 @@
 """Evaluation on PoseTrack18-format sequences: subject tracking, part association and baselines.
 
 For every evaluated track the tracker is initialised with the ground-truth box of its start frame and
-runs through the rest of the sequence. The start is, by default, the first frame in which the
-person's parts are at least 99 % visible (``init_visibility``): single-object benchmarks start on a
-clearly visible target, and a box drawn around a person whose head is half hidden behind someone
-else's selects both of them. Metrics over the frames after the start where the target is annotated:
+runs through the rest of the sequence. The primary protocol starts each track at its first annotated
+frame, as a user draws a box at frame 0 (``init_visibility: null``, the default); the secondary one
+starts at the first frame in which the person's parts are at least a share v visible
+(``--init_visibility 0.99``), as single-object benchmarks start on a clearly visible target. Every
+table says how many tracks it scores and how many it leaves out, and why. Metrics over the frames
+after the start where the target is annotated:
 
 * subject: success AUC (mean over IoU thresholds 0, 0.05, …, 1 of the share of frames with IoU above
   the threshold) and precision at 20 px (centre error ≤ 20 px);
 * part (per frame where the target's part is annotated): **hit** (predicted position inside the
   tracked person's part box), **wrong person** (inside another person's part box, not the target's),
-  **miss** (neither), and the mean centre error divided by the part size ``sqrt(w × h)``.
+  **miss** (neither, or the tracker abstained although the part is visible), and the mean centre
+  error divided by the part size ``sqrt(w × h)``;
+* hidden part (per frame where the target is annotated but its part is not — hidden behind someone,
+  less than half visible in the generator's data): **abstain** (the tracker reports the part hidden,
+  :attr:`~adaptrack.track.tracker.PartResult.visible` False: correct), **wrong person** (reported on
+  another person's part) or **false report** (reported anywhere else). Methods that cannot abstain
+  (the bare element product, the baselines) never score an abstention.
 
 Part association methods, all on the same part detector output:
 
@@ -31,18 +39,20 @@ which measures association apart from subject tracking.
 Each row's wrong-person rate carries a 95 % bootstrap interval over tracks (frames of one track are
 not independent: a swap lasts many frames). For the tracker's output the per-track outcomes are kept
 as timelines, one letter per frame (``h`` hit, ``W`` wrong person, ``m`` miss, ``-`` not annotated),
-so the tracks that swap people can be found and watched.
+so the tracks that swap people can be found and watched; hidden frames add ``a`` (abstained), ``X``
+(reported on another person) and ``f`` (false report), and ``o`` marks an abstention on a visible
+part (a miss).
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import json
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,13 +72,13 @@ from adaptrack.track.geometry import (
     local_peaks,
     points_in_boxes,
 )
-from adaptrack.track.onnx_export import load_tracker
-from adaptrack.track.tracker import PartMaps, Tracker, TrackResult
+from adaptrack.track.tracker import PartMaps, Tracker, TrackResult, load_tracker
 
 COLUMNS = ["method", "model", "box", "AUC", "P@20", "hit %", "wrong %", "wrong 95% CI", "miss %", "err/size",
-           "frames"]
+           "frames", "abstain % (hidden)", "wrong % (hidden)", "false % (hidden)", "hidden", "FPS"]
 TRACK_COLUMNS = ["model", "part", "track", "hit %", "wrong %", "frames", "timeline"]
 IOU_THRESHOLDS = np.linspace(0, 1, 21)
+VISIBLE_OUTCOMES = frozenset("hWmo")  # outcomes of frames whose target part is annotated
 
 
 @dataclass
@@ -77,29 +87,36 @@ class PartTally:
 
     Attributes:
         tracks: ``{track key: outcomes}``, one character per frame of that track in time order:
-            ``h`` hit, ``W`` wrong person, ``m`` miss, ``-`` target part not annotated (not scored).
+            ``h`` hit, ``W`` wrong person, ``m`` miss, ``o`` abstained on a visible part (a miss),
+            ``a`` abstained on a hidden part, ``X`` reported on another person while the part is
+            hidden, ``f`` another report while it is hidden, ``-`` not scored (target not annotated).
     """
 
     hit: int = 0
     wrong: int = 0
     miss: int = 0
+    abstain: int = 0
+    hidden_wrong: int = 0
+    false_report: int = 0
     errors: list[float] = field(default_factory=list)
     tracks: dict[str, list[str]] = field(default_factory=dict)
 
-    def add(self, position: torch.Tensor, target: torch.Tensor, others: torch.Tensor, track: str = "") -> None:
-        """Score one prediction.
+    def add(self, position: torch.Tensor, target: torch.Tensor, others: torch.Tensor, track: str = "",
+            visible: bool = True) -> None:
+        """Score one prediction on a frame where the target's part is annotated (visible).
 
         Args:
             position: ``(2,)`` predicted x, y (NaN = no prediction, a miss).
             target: ``(4,)`` tracked person's part box.
             others: ``(M, 4)`` other people's part boxes (NaN rows ignored).
             track: Key of the track the frame belongs to (for :meth:`interval` and :meth:`timelines`).
+            visible: False when the method abstained (reported the part hidden): a miss.
         """
         outcomes = self.tracks.setdefault(track, [])
-        if not bool(torch.isfinite(position).all()):
+        if not visible or not bool(torch.isfinite(position).all()):
             self.miss += 1
             self.errors.append(math.inf)
-            outcomes.append("m")
+            outcomes.append("m" if visible else "o")
             return
         if bool(points_in_boxes(position, target)):
             self.hit += 1
@@ -112,6 +129,27 @@ class PartTally:
             outcomes.append("m")
         side = math.sqrt(float(target[2] * target[3]))
         self.errors.append(float((position - box_centre(target)).norm()) / max(side, 1e-6))
+
+    def add_hidden(self, position: torch.Tensor, others: torch.Tensor, track: str = "",
+                   visible: bool = True) -> None:
+        """Score one prediction on a frame where the target is annotated but its part is hidden.
+
+        Args:
+            position: ``(2,)`` reported x, y (NaN: nothing reported, as an abstention).
+            others: ``(M, 4)`` other people's part boxes.
+            track: Key of the track.
+            visible: Whether the method reported the part (False: it abstained, which is correct).
+        """
+        outcomes = self.tracks.setdefault(track, [])
+        if not visible or not bool(torch.isfinite(position).all()):
+            self.abstain += 1
+            outcomes.append("a")
+        elif others.numel() and bool(points_in_boxes(position[None], others).any()):
+            self.hidden_wrong += 1
+            outcomes.append("X")
+        else:
+            self.false_report += 1
+            outcomes.append("f")
 
     def skip(self, track: str = "") -> None:
         """Record a frame of ``track`` whose target part is not annotated (kept in the timeline only)."""
@@ -127,7 +165,7 @@ class PartTally:
         Returns:
             ``(low, high)``; NaNs without scored frames.
         """
-        counts = np.array([[o.count(outcome), sum(c != "-" for c in o)] for o in self.tracks.values()],
+        counts = np.array([[o.count(outcome), sum(c in VISIBLE_OUTCOMES for c in o)] for o in self.tracks.values()],
                           dtype=float).reshape(-1, 2)  # (tracks, 2)
         if counts[:, 1].sum() == 0:
             return math.nan, math.nan
@@ -144,14 +182,19 @@ class PartTally:
 
     def row(self) -> dict[str, object]:
         n = self.hit + self.wrong + self.miss
+        hidden = self.abstain + self.hidden_wrong + self.false_report
+        share = 100 / hidden if hidden else math.nan
+        out: dict[str, object] = {"abstain % (hidden)": self.abstain * share,
+                                  "wrong % (hidden)": self.hidden_wrong * share,
+                                  "false % (hidden)": self.false_report * share, "hidden": hidden}
         if n == 0:
             return {"hit %": math.nan, "wrong %": math.nan, "wrong 95% CI": "-", "miss %": math.nan,
-                    "err/size": math.nan, "frames": 0}
+                    "err/size": math.nan, "frames": 0, **out}
         finite = [e for e in self.errors if math.isfinite(e)]
         low, high = self.interval("W")
         return {"hit %": 100 * self.hit / n, "wrong %": 100 * self.wrong / n,
                 "wrong 95% CI": f"{low:.1f}-{high:.1f}", "miss %": 100 * self.miss / n,
-                "err/size": float(np.mean(finite)) if finite else math.nan, "frames": n}
+                "err/size": float(np.mean(finite)) if finite else math.nan, "frames": n, **out}
 
 
 @dataclass
@@ -261,6 +304,8 @@ class Variant:
     parts: dict[str, PartTally] = field(default_factory=dict)
     gt_prior: Tracker | None = None  # the same networks, prior on the ground-truth box
     gt_parts: dict[str, PartTally] = field(default_factory=dict)
+    seconds: float = 0.0  # in Tracker.track (networks and decoding), for frames/s
+    frames: int = 0
 
     def tally(self, key: str) -> PartTally:
         return self.parts.setdefault(key, PartTally())
@@ -269,14 +314,23 @@ class Variant:
         return self.gt_parts.setdefault(key, PartTally())
 
 
-def _tracker_parts(tracker: Tracker, result: TrackResult, k: int) -> dict[str, torch.Tensor]:
-    """The patent's bare element-product peak and, when its decoding differs (a part window, a part
-    exponent), the tracker's output for part k, under :attr:`TrackerSettings.output_name`."""
+def output_name(tracker: Tracker) -> str:
+    """Row name of a tracker's own part output: :attr:`TrackerSettings.output_name`, with
+    ``+ abstain`` when it can report a part hidden."""
+    name = tracker.settings.output_name
+    return f"{name} + abstain" if tracker.settings.part_gate > 0 else name
+
+
+def _tracker_parts(tracker: Tracker, result: TrackResult, k: int) -> dict[str, tuple[torch.Tensor, bool]]:
+    """The patent's bare element-product peak (S205, always reported) and, when the tracker decodes
+    otherwise (a part window, a part exponent, abstention), its output for part k with its
+    ``visible`` flag, under :func:`output_name`."""
     maps = tracker.last_maps
     assert maps is not None
-    out = {"element product": product_peak(maps, k)}
-    if tracker.settings.output_name != "element product":
-        out[tracker.settings.output_name] = torch.tensor(result.parts[k].position)
+    out = {"element product": (product_peak(maps, k), True)}
+    part = result.parts[k]
+    if output_name(tracker) != "element product":
+        out[output_name(tracker)] = (torch.tensor(part.position), part.visible)
     return out
 
 
@@ -306,7 +360,7 @@ def evaluate_sequences(sequences: Sequence[SequenceAnn], trackers: dict[str, Tra
         :data:`TRACK_COLUMNS` keys for the tracker's output (:attr:`TrackerSettings.output_name`:
         its part window or part exponent when set, else the element product; the tracker's own box).
     """
-    variants = [Variant(name, t, gt_prior=copy.copy(t) if ground_truth_prior else None)
+    variants = [Variant(name, t, gt_prior=t.copy() if ground_truth_prior else None)
                 for name, t in trackers.items()]
     gt_box_tallies: dict[str, PartTally] = {}
     for seq in sequences:
@@ -324,7 +378,10 @@ def evaluate_sequences(sequences: Sequence[SequenceAnn], trackers: dict[str, Tra
                 truth = [_gt(frame, track_id, k) for k in range(K)]  # per part: box, part box, others
                 box_gt = truth[0][0]
                 for vi, v in enumerate(variants):
+                    t0 = time.perf_counter()
                     result = v.tracker.track(image)
+                    v.seconds += time.perf_counter() - t0
+                    v.frames += 1
                     maps = v.tracker.last_maps
                     assert maps is not None
                     gt_result = None
@@ -336,30 +393,33 @@ def evaluate_sequences(sequences: Sequence[SequenceAnn], trackers: dict[str, Tra
                     for k in range(K):
                         _, part_gt, others = truth[k]
                         name = seq.parts[k].name
-                        scored: list[tuple[PartTally, torch.Tensor | None]] = [
-                            (v.tally(f"{method}|{name}"), pos)
-                            for method, pos in _tracker_parts(v.tracker, result, k).items()]
+                        scored: list[tuple[PartTally, torch.Tensor | None, bool]] = [
+                            (v.tally(f"{method}|{name}"), pos, shown)
+                            for method, (pos, shown) in _tracker_parts(v.tracker, result, k).items()]
                         if v.gt_prior is not None and gt_result is not None:
-                            scored += [(v.gt_tally(f"{method}|{name}"), pos)
-                                       for method, pos in _tracker_parts(v.gt_prior, gt_result, k).items()]
-                        scored += [(v.tally(f"(a) peak in box|{name}"), peak_in_box(maps, k, pred_box)),
+                            scored += [(v.gt_tally(f"{method}|{name}"), pos, shown)
+                                       for method, (pos, shown) in _tracker_parts(v.gt_prior, gt_result, k).items()]
+                        scored += [(v.tally(f"(a) peak in box|{name}"), peak_in_box(maps, k, pred_box), True),
                                    (v.tally(f"(b) nearest expected|{name}"),
-                                    peak_nearest(maps, k, pred_box, expected_position, peak_threshold))]
+                                    peak_nearest(maps, k, pred_box, expected_position, peak_threshold), True)]
                         if vi == 0:  # ground-truth box baselines depend on the part detector only
                             scored += [
                                 (gt_box_tallies.setdefault(f"(a) peak in box|{name}", PartTally()),
-                                 None if box_gt is None else peak_in_box(maps, k, box_gt)),
+                                 None if box_gt is None else peak_in_box(maps, k, box_gt), True),
                                 (gt_box_tallies.setdefault(f"(b) nearest expected|{name}", PartTally()),
                                  None if box_gt is None else
-                                 peak_nearest(maps, k, box_gt, expected_position, peak_threshold))]
-                        for tally, pos in scored:
-                            if part_gt is None or pos is None:
-                                tally.skip(track)
+                                 peak_nearest(maps, k, box_gt, expected_position, peak_threshold), True)]
+                        for tally, pos, shown in scored:
+                            if box_gt is None or pos is None:
+                                tally.skip(track)  # the target is not annotated in this frame
+                            elif part_gt is None:
+                                tally.add_hidden(pos, others, track, shown)
                             else:
-                                tally.add(pos, part_gt, others, track)
+                                tally.add(pos, part_gt, others, track, shown)
     multi = len(sequences[0].parts) > 1 if sequences else False
     no_subject = {"AUC": math.nan, "P@20": math.nan}
-    groups = [(v.name, "tracker", v.subject.row(), v.parts) for v in variants]
+    groups = [(v.name, "tracker", {**v.subject.row(), "FPS": v.frames / v.seconds if v.seconds else math.nan},
+               v.parts) for v in variants]
     groups += [(v.name, "ground truth", no_subject, v.gt_parts) for v in variants]
     groups.append((variants[0].name if variants else "", "ground truth", no_subject, gt_box_tallies))
     rows: list[dict[str, object]] = []
@@ -370,26 +430,63 @@ def evaluate_sequences(sequences: Sequence[SequenceAnn], trackers: dict[str, Tra
                          **subject, **tally.row()})
     track_rows: list[dict[str, object]] = []
     for v in variants:
-        output = v.tracker.settings.output_name
+        output = output_name(v.tracker)
         for key, tally in v.parts.items():
             method, part = key.split("|")
             if method != output:
                 continue
             for track, line in tally.timelines().items():
-                scored = sum(c != "-" for c in line)
+                scored = sum(c in VISIBLE_OUTCOMES for c in line)
                 share = 100 / scored if scored else math.nan  # a track whose part is never annotated: NaN
                 track_rows.append({"model": v.name, "part": part, "track": track, "hit %": line.count("h") * share,
                                    "wrong %": line.count("W") * share, "frames": scored, "timeline": line})
     return rows, track_rows
 
 
+def protocol_counts(sequences: Sequence[SequenceAnn], tracks: str, max_tracks: int | None,
+                    init_visibility: float | None) -> dict[str, int]:
+    """How many tracks a protocol scores and how many it leaves out, by reason.
+
+    Returns:
+        ``{"scored", "too short", "never visible", "over max_tracks"}``: scored tracks; tracks
+        annotated only in a sequence's last frame or in one frame (nothing to track); with
+        ``init_visibility``, tracks whose parts are never that visible before the last frame;
+        tracks beyond ``max_tracks`` per sequence.
+    """
+    counts = {"scored": 0, "too short": 0, "never visible": 0, "over max_tracks": 0}
+    for seq in sequences:
+        ids = [seq.target_track] if tracks == "designated" and seq.target_track is not None else seq.track_ids
+        started = {tid for tid, _ in select_tracks(seq, tracks, None, None)}
+        kept = select_tracks(seq, tracks, None, init_visibility)
+        counts["too short"] += len(ids) - len(started)
+        counts["never visible"] += len(started) - len(kept)
+        n = min(len(kept), max_tracks) if max_tracks else len(kept)
+        counts["over max_tracks"] += len(kept) - n
+        counts["scored"] += n
+    return counts
+
+
+def protocol_line(counts: dict[str, int], init_visibility: float | None) -> str:
+    """One sentence: where tracks start, how many are scored and how many are left out, and why."""
+    start = ("each track starts at its first annotated frame (primary protocol)" if init_visibility is None else
+             f"each track starts at the first frame with its parts at least {init_visibility:.0%} visible "
+             "(secondary protocol)")
+    left = [f"{n} {reason}" for reason, n in counts.items() if reason != "scored" and n]
+    why = {"too short": "annotated in no frame before the sequence's last",
+           "never visible": "never that visible before the last frame",
+           "over max_tracks": "beyond --max_tracks"}
+    reasons = "; ".join(f"{n} {why[r]}" for r, n in counts.items() if r != "scored" and n)
+    return f"{start}; {counts['scored']} tracks scored, " + (
+        f"{sum(counts[r] for r in why)} left out ({reasons})" if left else "none left out")
+
+
 def evaluate(checkpoints: list[str], data: str, names: list[str] | None = None, images_root: str | None = None,
              split: str = "val", parts: list[str] | None = None, part_size: float = 0.25,
              tracks: str = "designated", max_tracks: int | None = None, max_sequences: int | None = None,
              expected_position: list[float] | None = None, peak_threshold: float = 0.3,
-             output: str | None = None, threads: int = 1, part_window: float | None = None,
-             part_exponent: float | None = None, ground_truth_prior: bool = True,
-             init_visibility: float | None = 0.99) -> list[dict[str, object]]:
+             output: str | None = None, threads: int = 1, settings: dict[str, Any] | None = None,
+             part_window: float | None = None, part_exponent: float | None = None,
+             ground_truth_prior: bool = True, init_visibility: float | None = None) -> list[dict[str, object]]:
     """Evaluate trackers and the baselines on a PoseTrack18-format set; print one table.
 
     Args:
@@ -407,18 +504,19 @@ def evaluate(checkpoints: list[str], data: str, names: list[str] | None = None, 
         peak_threshold: Baseline (b)'s smallest part peak.
         output: Folder for ``metrics.json`` and ``table.md``; nothing written when unset.
         threads: torch / onnxruntime intra-op threads.
-        part_window: Override every tracker's part window (σ as a fraction of the part size; 0
-            turns it off); default: each checkpoint's own setting.
-        part_exponent: Override every tracker's part exponent (1: the patent's element product);
-            default: each checkpoint's own setting.
+        settings: :class:`~adaptrack.track.decoder.TrackerSettings` fields that override every
+            tracker's recorded ones, e.g. ``'{gate: 0.3, motion: velocity}'``.
+        part_window: Shorthand for ``settings`` ``part_window`` (σ as a fraction of the part size;
+            0 turns it off); default: each checkpoint's own setting.
+        part_exponent: Shorthand for ``settings`` ``part_exponent`` (1: the element product).
         ground_truth_prior: Also report the element product and the tracker's output with each tracker's
             motion prior on the annotated target box (association apart from tracking; twice the
             network time).
-        init_visibility: Initialise each track at the first frame in which its parts are annotated
-            and at least this share of them is visible (the generator's ``head_visible``; data that
-            does not say counts every annotated part as fully visible), as single-object benchmarks
-            start on a clearly visible target; tracks that never are, are skipped. ``null``: at the
-            track's first annotated frame, even when its part is hidden there.
+        init_visibility: ``null`` (default, the primary protocol): each track starts at its first
+            annotated frame, as a user draws a box at frame 0. A share v (secondary protocol):
+            at the first frame in which its parts are annotated and at least v visible (the
+            generator's ``head_visible``; data that does not say counts every annotated part as
+            fully visible); tracks that never are, are left out and counted.
 
     Returns:
         The table rows.
@@ -428,14 +526,13 @@ def evaluate(checkpoints: list[str], data: str, names: list[str] | None = None, 
         raise ValueError(f"init_visibility must be a share in [0, 1] or null, got {init_visibility}")
     if names is not None and len(names) != len(checkpoints):
         raise ValueError(f"{len(names)} names for {len(checkpoints)} checkpoints")
+    overrides = dict(settings or {})
+    overrides.update({key: value for key, value in (("part_window", part_window), ("part_exponent", part_exponent))
+                      if value is not None})
     trackers = {}
     for i, ckpt in enumerate(checkpoints):
         name = names[i] if names else Path(ckpt).parent.name or Path(ckpt).stem
-        tracker = load_tracker(ckpt, threads)
-        overrides = {key: value for key, value in (("part_window", part_window), ("part_exponent", part_exponent))
-                     if value is not None}
-        tracker.settings = dataclasses.replace(tracker.settings, **overrides)
-        trackers[name] = tracker
+        trackers[name] = load_tracker(ckpt, threads, **overrides)
     first = next(iter(trackers.values()))
     part_names = list(parts or first.parts)
     for name, t in trackers.items():
@@ -447,27 +544,29 @@ def evaluate(checkpoints: list[str], data: str, names: list[str] | None = None, 
     rows, track_rows = evaluate_sequences(sequences, trackers, tracks, max_tracks,
                                           tuple(expected_position or (0.5, 0.1)), peak_threshold,
                                           ground_truth_prior, init_visibility)
-    n_tracks = sum(len(select_tracks(s, tracks, max_tracks, init_visibility)) for s in sequences)
-    table = format_table(rows, COLUMNS, title=f"{len(sequences)} sequences, {n_tracks} tracks: {data}")
-    if n_tracks == 0:
+    counts = protocol_counts(sequences, tracks, max_tracks, init_visibility)
+    table = format_table(rows, COLUMNS, title=f"{len(sequences)} sequences, {counts['scored']} tracks: {data}")
+    if counts["scored"] == 0:
         table += ("\n(no track is annotated in two or more frames of a sequence: nothing to track)"
                   if init_visibility is None else
                   f"\n(no track has its parts at least {init_visibility:.0%} visible in a frame before the "
                   "last: nothing to track; --init_visibility null starts at the first annotated frame)")
     table += ("\nwrong 95% CI: bootstrap over tracks (a swap lasts many frames, so frames are not "
-              "independent)")
-    table += ("\neach track starts at its first annotated frame" if init_visibility is None else
-              f"\neach track starts at the first frame with its parts at least {init_visibility:.0%} visible")
+              "independent); frames: target part visible (annotated); hidden: target annotated, part hidden")
+    table += "\n" + protocol_line(counts, init_visibility)
     swapped = [r for r in track_rows if "W" in str(r["timeline"])]
-    legend = "timeline: one letter per frame, h hit, W wrong person, m miss, - part not annotated"
+    legend = ("timeline: one letter per frame, h hit, W wrong person, m miss, o abstained on a visible part, "
+              "a abstained on a hidden part, X hidden part reported on another person, f other report on a "
+              "hidden part, - target not annotated")
     swaps = format_table(swapped, TRACK_COLUMNS, title="tracks with wrong-person frames (tracker output)")
     print(table)
     print(f"\n{swaps}\n{legend}" if swapped else "\nno track has a wrong-person frame (tracker output)")
     if output:
         out = Path(output)
         with atomic_write(out / "metrics.json") as fh:
-            json.dump({"data": str(data), "checkpoints": checkpoints, "rows": rows, "tracks": track_rows}, fh,
-                      indent=2, default=str)
+            json.dump({"data": str(data), "checkpoints": checkpoints, "protocol": counts,
+                       "init_visibility": init_visibility, "settings": overrides, "rows": rows,
+                       "tracks": track_rows}, fh, indent=2, default=str)
         with atomic_write(out / "table.md") as fh:
             fh.write(table + "\n")
         with atomic_write(out / "tracks.md") as fh:

@@ -16,27 +16,22 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from adaptrack.common.training import check_finite
+from adaptrack.common.training import as_group, check_finite, plain_hyperparameters
 from adaptrack.track.batch import augment
 from adaptrack.track.checkpoints import META_KEY, load_part_detector
 from adaptrack.track.data.types import ClipBatch
+from adaptrack.track.decoder import TrackerSettings, decode_parts, decode_subject, prior_maps
 from adaptrack.track.geometry import (
     Normalization,
     box_centre,
     centernet_targets,
-    centre_size_to_xywh,
-    decode_peak,
-    gather_at,
     gaussian_maps,
-    motion_window,
-    part_window,
     points_in_boxes,
     size_ratio,
 )
 from adaptrack.track.losses import focal_loss, hard_negative_weights, map_bce, masked_l1
 from adaptrack.track.models import PartDetector, SubjectModel
 from adaptrack.track.temporal import RegionMapBuffer
-from adaptrack.track.tracker import TrackerSettings
 
 # Models and images are kept channels-last: the convolutions of a training step run about 1.5× faster
 # on CPU (and use the tensor cores' layout on GPU); the values are the same.
@@ -168,7 +163,6 @@ class TrackerModule(pl.LightningModule):
         temporal_n: Past region maps averaged for the consistency loss (third embodiment);
             0 disables it, otherwise ≥ 2.
         temporal_weight: Weight of the consistency loss.
-        prior_sigma: σ of the motion prior as a fraction of the box's geometric-mean side.
         prior_jitter: Random shift of the training prior, as a fraction of the box size.
         flip_prob: Probability of a left-right flip of a batch.
         crop_size: Train on random square windows of this side around the template box (the same
@@ -188,15 +182,16 @@ class TrackerModule(pl.LightningModule):
             template against the prior and to come back. With ``self_prior_prob`` the following
             frames keep the model's own prior, so a drawn swap lasts until the model leaves the
             neighbour. 0 disables it.
-        window_power: Tracker setting (:class:`~adaptrack.track.tracker.TrackerSettings`): motion
-            window of the subject box, also used by the closed-loop rollouts of training and validation.
-        part_window: Tracker setting: part-level motion window (σ as a fraction of the part size),
-            also used by the closed-loop validation.
-        part_exponent: Tracker setting: parts are decoded at ``part likelihood ** part_exponent ×
-            region map`` (1: the element product). Recorded for the Tracker only: training and the
-            closed-loop validation that picks checkpoints use the element product (with an exponent
-            < 1 an early model's region map, still unconstrained where no part is, wins there, and
-            validation then picked an undertrained epoch).
+        tracker: How the tracker decodes the maps (:class:`~adaptrack.track.decoder.TrackerSettings`,
+            ``model.tracker`` in YAML), recorded under ``"tracker"`` in the checkpoint. Training
+            uses its ``prior_sigma`` (the motion prior) and ``window_power`` (the closed-loop
+            rollouts); the validation that picks checkpoints decodes with ``window_power`` and
+            ``part_window`` through the same functions as the tracker, with the element product
+            (an exponent < 1 let an early model's region map, still unconstrained where no part
+            is, win there, and validation then picked an undertrained epoch); the online levers
+            (gating, re-detection, memory, distractors, abstention) act in the tracker only.
+        input_size: Side of the square network input the data module feeds (linked from
+            ``data.image_size``), recorded so the tracker runs at the training size.
     """
 
     def __init__(self, part_checkpoint: str, parts: list[str] | None = None,
@@ -206,15 +201,15 @@ class TrackerModule(pl.LightningModule):
                  weight_decay: float = 1e-4, warmup_steps: int = 50, element_weight: float = 1.0,
                  subject_weight: float = 1.0, size_weight: float = 0.1, offset_weight: float = 1.0,
                  gt_normalization: Normalization = "patent", gt_sigma: float = 1.0, temporal_n: int = 0,
-                 temporal_weight: float = 0.5, prior_sigma: float = 0.5, prior_jitter: float = 0.15,
+                 temporal_weight: float = 0.5, prior_jitter: float = 0.15,
                  flip_prob: float = 0.5, crop_size: int | None = 160, temporal_max_gap: int = 3,
                  region_dilations: list[int] | None = None, negative_boost: float = 0.0,
-                 self_prior_prob: float = 0.0, window_power: float = 0.0, part_window: float = 0.0,
-                 part_exponent: float = 1.0, distractor_prior_prob: float = 0.0) -> None:
+                 self_prior_prob: float = 0.0, distractor_prior_prob: float = 0.0,
+                 tracker: TrackerSettings = TrackerSettings(), input_size: int = 256) -> None:
         super().__init__()
         self.save_hyperparameters()
         # validated here, so a bad YAML value fails before training rather than at inference
-        self.tracker_settings = TrackerSettings(prior_sigma, window_power, part_window, part_exponent)
+        self.tracker = as_group(TrackerSettings, tracker, "tracker")
         part_model, part_meta = load_part_detector(part_checkpoint)
         self.parts = list(parts or part_meta["parts"])
         if self.parts != list(part_meta["parts"]):
@@ -247,11 +242,8 @@ class TrackerModule(pl.LightningModule):
     # ---------------------------------------------------------------------------------- maps
     def prior_maps(self, boxes: torch.Tensor, map_hw: tuple[int, int], ratio: tuple[float, float],
                    ) -> torch.Tensor:
-        """Motion prior: peak-1 Gaussian at each box centre; ``(N, 4) -> (N, 1, h, w)``."""
-        sigma = (boxes[:, 2:] / boxes.new_tensor(ratio)).clamp(min=1e-3).prod(-1).sqrt()  # (N,)
-        sigma = (sigma * self.hparams.prior_sigma).clamp(min=1.0)
-        return gaussian_maps(box_centre(boxes)[:, None], map_hw, ratio, sigma=sigma[:, None],
-                             normalization="peak1", rounded=False)[:, None]
+        """Motion prior (:func:`~adaptrack.track.decoder.prior_maps`); ``(N, 4) -> (N, 1, h, w)``."""
+        return prior_maps(boxes, map_hw, ratio, self.tracker.prior_sigma)
 
     def _previous_boxes(self, batch: ClipBatch, jitter: float) -> torch.Tensor:
         """Box each frame's prior is centred on: the previous frame's target (frame 0: the template)."""
@@ -359,11 +351,9 @@ class TrackerModule(pl.LightningModule):
             out = self.subject_model.forward_features(feat[:, t], kernel, prior,
                                                       None if fine_t is None else fine_t[:, t])
             outs.append(out)
-            with torch.no_grad():
-                # decoded as the Tracker does, with its motion window
-                score = motion_window(out[0][:, 0].detach(), prior[:, 0], self.hparams.window_power)  # (B, h, w)
-                centre, wh, _, _ = decode_peak(score, out[1].detach(), out[2].detach(), ratio)
-                pred = centre_size_to_xywh(centre, wh)  # (B, 4)
+            with torch.no_grad():  # decoded as the Tracker does, with its motion window
+                pred, _, _ = decode_subject(out[0].detach(), out[1].detach(), out[2].detach(), prior, ratio,
+                                            self.tracker.window_power)  # (B, 4)
         return tuple(torch.stack([o[i] for o in outs], dim=1).reshape(B * T, *outs[0][i].shape[1:])
                      for i in range(4))
 
@@ -458,7 +448,7 @@ class TrackerModule(pl.LightningModule):
         hit, wrong = self.association_rates(batch, maps)
         self.log_dict({"val/part_hit_gt_prior": hit, "val/wrong_person_gt_prior": wrong}, batch_size=bs)
         hit, wrong = self.association_rates(batch, self.compute(batch, self_prior_prob=1.0),
-                                            self.hparams.part_window)
+                                            self.tracker.part_window)
         self.log("val/part_hit", hit, prog_bar=True, batch_size=bs)
         self.log("val/wrong_person", wrong, prog_bar=True, batch_size=bs)
 
@@ -476,16 +466,14 @@ class TrackerModule(pl.LightningModule):
         ratio = tuple(float(r) for r in maps["ratio"])
         product = maps["product"].reshape(B, T, K, h, w)
         part_size = maps["part_size"].reshape(B, T, K, 2, h, w)
-        zeros = product.new_zeros(B * K, 2, h, w)
+        ones = product.new_ones(B, K, h, w)
+        zeros = product.new_zeros(B, K, 2, h, w)
         # Offsets come from the part detector at inference; here the element position suffices.
         positions, centre, size = [], None, None
         for t in range(T):
-            scores = product[:, t]  # (B, K, h, w)
-            if centre is not None and size is not None:
-                scores = part_window(scores, centre, size, ratio, part_window_sigma)
-            pos, _, _, cell = decode_peak(scores.reshape(B * K, h, w), zeros, zeros, ratio)  # (B*K, 2) x2
-            wh = gather_at(part_size[:, t].reshape(B * K, 2, h, w), cell) * pos.new_tensor(ratio)  # (B*K, 2)
-            centre, size = pos.reshape(B, K, 2), wh.reshape(B, K, 2)
+            # the product as the part likelihood with a region map of ones: the tracker's decoding
+            centre, size, _, _ = decode_parts(product[:, t], ones, part_size[:, t], zeros, ratio, 1.0, centre, size,
+                                              part_window_sigma)  # (B, K, 2) x2
             positions.append(centre)
         pos = torch.stack(positions, dim=1).reshape(N * K, 2)  # (N*K, 2) clip-major like the batch
         target = batch.target_parts.reshape(N * K, 4)
@@ -500,8 +488,9 @@ class TrackerModule(pl.LightningModule):
         return _adamw_cosine(self, self.subject_model.parameters())
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        plain_hyperparameters(checkpoint)
         checkpoint[META_KEY] = {
             "kind": "tracker", "parts": self.parts, "part_model": self.part_config,
-            "subject_model": self.subject_config,
-            "tracker": self.tracker_settings.as_meta()}
+            "subject_model": self.subject_config, "input_size": int(self.hparams.input_size),
+            "tracker": self.tracker.as_meta()}
 

@@ -26,8 +26,8 @@ from torch import nn
 from adaptrack.common.errors import DataError
 from adaptrack.common.files import atomic_path, atomic_write
 from adaptrack.track.checkpoints import load_models
+from adaptrack.track.decoder import Maps, TrackerSettings
 from adaptrack.track.models import PartDetector, SubjectModel
-from adaptrack.track.tracker import Maps, Tracker, TrackerSettings
 
 GRAPHS = {
     "parts": (["image"], ["heat", "size", "offset"]),
@@ -85,7 +85,8 @@ def export_models(part: PartDetector, subject: SubjectModel, out_dir: str | Path
                   ) -> dict[str, float]:
     """Export both models into ``out_dir`` and check onnxruntime against PyTorch.
 
-    ``settings`` (the :class:`Tracker`'s decoding settings) are recorded in ``meta.json``.
+    ``settings`` (the tracker's decoding settings) are recorded in ``meta.json`` under ``"tracker"``,
+    as in ``fit`` checkpoints, beside the ``input_size`` the graphs are fixed to.
 
     Returns:
         Largest absolute difference per graph.
@@ -113,7 +114,7 @@ def export_models(part: PartDetector, subject: SubjectModel, out_dir: str | Path
                 raise RuntimeError(f"{target}: onnxruntime differs from PyTorch by {diff:.3g} > {atol}")
         diffs[name] = diff
     meta = {"parts": parts, "stride": subject.stride, "input_size": input_size,
-            **(settings or TrackerSettings()).as_meta(), "opset": opset, "exporter": exporter,
+            "tracker": (settings or TrackerSettings()).as_meta(), "opset": opset, "exporter": exporter,
             "max_abs_diff": diffs, "atol": atol}
     with atomic_write(out_dir / "meta.json") as fh:
         json.dump(meta, fh, indent=2)
@@ -151,26 +152,15 @@ class OnnxBackend:
         return self._run("subject", image, kernel, prior)
 
 
-def onnx_tracker(export_dir: str | Path, threads: int = 2) -> Tracker:
-    """A :class:`Tracker` running the exported graphs with onnxruntime."""
-    backend = OnnxBackend(export_dir, threads)
-    m = backend.meta
-    return Tracker(backend, m["parts"], int(m["stride"]), int(m["input_size"]), TrackerSettings.from_meta(m))
-
-
-def load_tracker(path: str | Path, threads: int = 2) -> Tracker:
-    """A tracker from a ``fit`` checkpoint (PyTorch) or an export folder (onnxruntime)."""
-    return onnx_tracker(path, threads) if Path(path).is_dir() else Tracker.from_checkpoint(path)
-
-
-def export(checkpoint: str, output: str, input_size: int = 256, opset: int = 18,
+def export(checkpoint: str, output: str, input_size: int | None = None, opset: int = 18,
            exporter: Literal["dynamo", "legacy"] = "dynamo", atol: float = DEFAULT_ATOL) -> dict[str, float]:
     """Export a ``fit`` checkpoint's two models to ONNX and verify them with onnxruntime.
 
     Args:
         checkpoint: Tracker checkpoint written by ``adaptrack track fit``.
         output: Folder for ``parts.onnx``, ``template.onnx``, ``subject.onnx`` and ``meta.json``.
-        input_size: Side of the square network input.
+        input_size: Side of the square network input; default the size the model was trained at
+            (recorded in the checkpoint; 256 for checkpoints that do not record it).
         opset: ONNX opset.
         exporter: ``dynamo`` (torch.export based) or ``legacy`` (TorchScript based).
         atol: Largest accepted absolute difference between onnxruntime and PyTorch outputs.
@@ -179,7 +169,8 @@ def export(checkpoint: str, output: str, input_size: int = 256, opset: int = 18,
         Largest absolute difference per graph.
     """
     part, subject, meta = load_models(checkpoint)
-    diffs = export_models(part, subject, output, meta["parts"], input_size,
+    size = int(input_size or meta.get("input_size") or 256)
+    diffs = export_models(part, subject, output, meta["parts"], size,
                           TrackerSettings.from_meta(meta.get("tracker", {})), opset, exporter, atol)
     for name, d in diffs.items():
         print(f"{Path(output) / (name + '.onnx')}: max |onnxruntime - PyTorch| = {d:.2e} (atol {atol})")

@@ -4,9 +4,11 @@ Inputs: a folder of JPEG/PNG/BMP frames (sorted by name), or a file imageio can 
 GIF (and animated PNG/WebP/TIFF) through Pillow, MP4/AVI/MOV/MKV through ``imageio-ffmpeg`` (a
 dependency; it bundles an ffmpeg binary).
 
-Outputs in ``output``: ``tracks.json`` (per frame: subject box, score, parts), ``tracks.csv`` (one
-row per frame and part) and ``annotated.mp4`` or ``annotated.gif`` (subject box in green, parts in
-red). All are written atomically.
+Outputs in ``output``: ``tracks.json`` (per frame: subject box, score, ``occluded``, parts with
+their ``visible`` flag), ``tracks.csv`` (one row per frame and part) and ``annotated.mp4`` or
+``annotated.gif`` (subject box in green, yellow while the target is occluded and the box coasts;
+visible parts in red, parts the tracker reports hidden in grey with a cross). All are written
+atomically.
 """
 
 from __future__ import annotations
@@ -15,15 +17,14 @@ import csv
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from adaptrack.common.errors import DataError
 from adaptrack.common.files import atomic_path, atomic_write
-from adaptrack.track.onnx_export import load_tracker
-from adaptrack.track.tracker import TrackResult
+from adaptrack.track.tracker import TrackResult, load_tracker
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -69,15 +70,22 @@ def iter_frames(source: str | Path) -> Iterator[tuple[str, np.ndarray]]:
 
 
 def draw(frame: np.ndarray, result: TrackResult | None, box: tuple[float, ...] | None = None) -> Image.Image:
-    """Frame with the subject box (green) and part boxes (red)."""
+    """Frame with the subject box (green; yellow while occluded) and part boxes (red; grey with a
+    cross where the tracker reports the part hidden)."""
     im = Image.fromarray(frame)
     d = ImageDraw.Draw(im)
     b = result.box if result is not None else box
     if b is not None:
-        d.rectangle([b[0], b[1], b[0] + b[2], b[1] + b[3]], outline=(0, 255, 0), width=2)
+        colour = (255, 220, 0) if result is not None and result.occluded else (0, 255, 0)
+        d.rectangle([b[0], b[1], b[0] + b[2], b[1] + b[3]], outline=colour, width=2)
     for p in result.parts if result is not None else []:
         x, y, w, h = p.box
-        d.rectangle([x, y, x + w, y + h], outline=(255, 40, 40), width=2)
+        if p.visible:
+            d.rectangle([x, y, x + w, y + h], outline=(255, 40, 40), width=2)
+        else:
+            d.rectangle([x, y, x + w, y + h], outline=(150, 150, 150), width=1)
+            d.line([x, y, x + w, y + h], fill=(150, 150, 150), width=1)
+            d.line([x, y + h, x + w, y], fill=(150, 150, 150), width=1)
     return im
 
 
@@ -99,7 +107,7 @@ def write_video(images: list[Image.Image], path: Path, fps: float) -> None:
 
 def run(checkpoint: str, source: str, box: list[float], output: str = "runs/track/run",
         video: Literal["mp4", "gif", "none"] = "mp4", max_frames: int | None = None, fps: float = 10.0,
-        threads: int = 1) -> list[dict[str, object]]:
+        threads: int = 1, settings: dict[str, Any] | None = None) -> list[dict[str, object]]:
     """Track the person in ``box`` of the first frame through ``source``.
 
     Args:
@@ -111,6 +119,8 @@ def run(checkpoint: str, source: str, box: list[float], output: str = "runs/trac
         max_frames: Stop after this many frames.
         fps: Frame rate of the annotated video.
         threads: torch / onnxruntime intra-op threads.
+        settings: :class:`~adaptrack.track.decoder.TrackerSettings` fields overriding the recorded
+            ones, e.g. ``'{gate: 0.3, part_gate: 0.1}'``.
 
     Returns:
         One record per frame (frame 0 holds the initial box).
@@ -120,7 +130,7 @@ def run(checkpoint: str, source: str, box: list[float], output: str = "runs/trac
     torch.set_num_threads(threads)
     if len(box) != 4:
         raise DataError(f"--box needs 4 numbers x,y,w,h, got {box}")
-    tracker = load_tracker(checkpoint, threads)
+    tracker = load_tracker(checkpoint, threads, **(settings or {}))
     records: list[dict[str, object]] = []
     images: list[Image.Image] = []
     for i, (name, frame) in enumerate(iter_frames(source)):
@@ -128,7 +138,8 @@ def run(checkpoint: str, source: str, box: list[float], output: str = "runs/trac
             break
         if i == 0:
             tracker.initialize(frame, tuple(box), frame_name=name)
-            records.append({"frame": i, "name": name, "box": list(box), "score": 1.0, "parts": []})
+            records.append({"frame": i, "name": name, "box": list(box), "score": 1.0, "occluded": False,
+                            "redetected": False, "parts": []})
             result = None
         else:
             result = tracker.track(frame)
@@ -137,17 +148,18 @@ def run(checkpoint: str, source: str, box: list[float], output: str = "runs/trac
             images.append(draw(frame, result, tuple(box) if i == 0 else None))
     out = Path(output)
     with atomic_write(out / "tracks.json") as fh:
-        json.dump({"checkpoint": checkpoint, "source": source, "parts": tracker.parts, "frames": records}, fh,
-                  indent=1)
+        json.dump({"checkpoint": checkpoint, "source": source, "parts": tracker.parts,
+                   "settings": tracker.settings.as_meta(), "frames": records}, fh, indent=1)
     with atomic_write(out / "tracks.csv", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["frame", "name", "x", "y", "w", "h", "score", "part", "part_x", "part_y", "part_w",
-                         "part_h", "part_score"])
+        writer.writerow(["frame", "name", "x", "y", "w", "h", "score", "occluded", "part", "part_x", "part_y",
+                         "part_w", "part_h", "part_score", "part_visible"])
         for r in records:
-            base = [r["frame"], r["name"], *r["box"], r["score"]]
+            base = [r["frame"], r["name"], *r["box"], r["score"], int(bool(r["occluded"]))]
             parts = r["parts"] or [None]
             for p in parts:
-                writer.writerow(base + ([p["name"], *p["position"], *p["size"], p["score"]] if p else [""] * 6))
+                writer.writerow(base + ([p["name"], *p["position"], *p["size"], p["score"], int(bool(p["visible"]))]
+                                        if p else [""] * 7))
     written = [out / "tracks.json", out / "tracks.csv"]
     if video != "none" and images:
         write_video(images, out / f"annotated.{video}", fps)

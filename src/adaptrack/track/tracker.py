@@ -3,21 +3,22 @@
 Per frame (S201–S205): the part detector gives the part likelihood map (S202), the subject model the
 subject maps and the part region map (S203); their element product (S204) is decoded at its maximum
 into the part position, ``peak × ratio + offset × ratio``, with the part size read from the part
-detector's size map at the peak (S205, ¶61). Two optional motion windows
-(:class:`TrackerSettings`) weight the decoding towards the previous positions: one for the subject
-box, one for each part; an optional part exponent < 1 lets the region map, rather than how visible
-each head is, decide between neighbouring heads.
+detector's size map at the peak (S205, ¶61). The decoding and the levers that keep the box on the
+target through occlusions (motion model, gating, re-detection, template memory, distractor-aware
+association, abstention) live in :mod:`adaptrack.track.decoder`, configured by
+:class:`~adaptrack.track.decoder.TrackerSettings`.
 
-The :class:`Tracker` only loads weights; two interchangeable backends run the networks:
-:class:`TorchBackend` (PyTorch) and :class:`~adaptrack.track.onnx_export.OnnxBackend` (onnxruntime).
+:func:`load_tracker` is the one way to build a tracker from a file: a ``fit`` checkpoint (PyTorch,
+:class:`TorchBackend`) or an ONNX export folder (onnxruntime,
+:class:`~adaptrack.track.onnx_export.OnnxBackend`), with the settings and input size recorded there
+unless overridden. A :class:`Tracker` only loads weights and never changes its settings.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -25,35 +26,12 @@ import torch.nn.functional as F
 
 from adaptrack.common.errors import DataError
 from adaptrack.track.checkpoints import load_models
-from adaptrack.track.geometry import (
-    Ratio,
-    box_centre,
-    centre_size_to_xywh,
-    decode_peak,
-    gather_at,
-    gaussian_maps,
-    motion_window,
-    part_score,
-    part_window,
-    scale_boxes,
-    size_ratio,
-)
+from adaptrack.track.decoder import Backend, Decoded, FrameDecoder, Maps, TrackerSettings
+from adaptrack.track.geometry import Ratio, scale_boxes, size_ratio
 from adaptrack.track.models import PartDetector, SubjectModel, fold_batch_norms
 
-Maps = tuple[torch.Tensor, ...]
-
-
-class Backend(Protocol):
-    """What the tracker needs from the networks (all tensors float32, batch 1)."""
-
-    def template(self, image: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
-        """``(1, 3, S, S)``, ``(1, 4)`` -> kernel ``(1, C, kh, kw)``."""
-
-    def parts(self, image: torch.Tensor) -> Maps:
-        """``(1, 3, S, S)`` -> heat ``(1, K, h, w)``, size, offset ``(1, K, 2, h, w)``."""
-
-    def subject(self, image: torch.Tensor, kernel: torch.Tensor, prior: torch.Tensor) -> Maps:
-        """-> heat ``(1, 1, h, w)``, size, offset ``(1, 2, h, w)``, region ``(1, K, h, w)``."""
+__all__ = ["Backend", "Maps", "PartMaps", "PartResult", "TorchBackend", "TrackResult", "Tracker",
+           "TrackerSettings", "frame_tensor", "load_tracker", "valid_box"]
 
 
 class TorchBackend:
@@ -96,12 +74,16 @@ class PartResult:
         position: ``(x, y)`` centre.
         size: ``(w, h)``.
         score: Element-product value at the peak.
+        visible: False when the tracker abstains: the part is hidden (its score is below
+            :attr:`TrackerSettings.part_gate`, or the target is occluded); the position is then the
+            tracker's guess, not a detection.
     """
 
     name: str
     position: tuple[float, float]
     size: tuple[float, float]
     score: float
+    visible: bool = True
 
     @property
     def box(self) -> tuple[float, float, float, float]:
@@ -118,17 +100,23 @@ class TrackResult:
         box: Subject box ``(x, y, w, h)``.
         score: Subject likelihood at the peak.
         parts: One result per part.
+        occluded: The subject score fell below :attr:`TrackerSettings.gate`: the box is the motion
+            model's prediction, not a detection.
+        redetected: The whole-frame re-detection re-acquired the target in this frame.
     """
 
     box: tuple[float, float, float, float]
     score: float
     parts: list[PartResult]
+    occluded: bool = False
+    redetected: bool = False
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready dictionary."""
-        return {"box": list(self.box), "score": self.score,
+        return {"box": list(self.box), "score": self.score, "occluded": self.occluded,
+                "redetected": self.redetected,
                 "parts": [{"name": p.name, "position": list(p.position), "size": list(p.size),
-                           "score": p.score} for p in self.parts]}
+                           "score": p.score, "visible": p.visible} for p in self.parts]}
 
 
 @dataclass
@@ -148,59 +136,6 @@ class PartMaps:
     offset: torch.Tensor
     product: torch.Tensor
     ratio: Ratio
-
-
-@dataclass(frozen=True)
-class TrackerSettings:
-    """How the tracker decodes the maps; recorded in ``fit`` checkpoints and ONNX ``meta.json``.
-
-    Attributes:
-        prior_sigma: σ of the motion prior given to the subject model, as a fraction of the box's
-            geometric-mean side.
-        window_power: The subject box is decoded at the maximum of ``heat × prior ** window_power``
-            (a motion window, as the cosine window of SiamFC / pysot); 0 decodes the heat alone.
-        part_window: Each part is decoded at the maximum of its score (the element product, or
-            :func:`~adaptrack.track.geometry.part_score` with ``part_exponent``) times a Gaussian at
-            the part's previous position, σ = ``part_window`` × part size
-            (:func:`~adaptrack.track.geometry.part_window`); 0 decodes the element product alone,
-            as the patent's S205.
-        part_exponent: Parts are decoded at ``part likelihood ** part_exponent × region map``
-            (:func:`~adaptrack.track.geometry.part_score`); 1 is the patent's element product, a
-            smaller value lets the region map outweigh a neighbour's more visible part.
-    """
-
-    prior_sigma: float = 0.5
-    window_power: float = 0.0
-    part_window: float = 0.0
-    part_exponent: float = 1.0
-
-    def __post_init__(self) -> None:
-        for name in ("prior_sigma", "part_exponent"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("window_power", "part_window"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-
-    @classmethod
-    def from_meta(cls, meta: Mapping[str, object]) -> TrackerSettings:
-        """Settings from a checkpoint's or export's metadata (absent keys keep their defaults)."""
-        return cls(**{f.name: float(meta[f.name]) for f in fields(cls) if meta.get(f.name) is not None})
-
-    def as_meta(self) -> dict[str, float]:
-        """JSON-ready dictionary (the inverse of :meth:`from_meta`)."""
-        return asdict(self)
-
-    @property
-    def output_name(self) -> str:
-        """Name of the tracker's part output in evaluation tables: ``"element product"`` for the
-        patent's bare decoding, else what is added to it (e.g. ``"heat^0.25 x region + part window"``)."""
-        terms = []
-        if self.part_exponent != 1:
-            terms.append(f"heat^{self.part_exponent:g} x region")
-        if self.part_window > 0:
-            terms.append("+ part window")
-        return " ".join(terms) or "element product"
 
 
 def frame_tensor(frame: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -225,15 +160,18 @@ def valid_box(box: tuple[float, ...] | list[float]) -> torch.Tensor | None:
     return b if b.shape == (4,) and bool(torch.isfinite(b).all() & (b[2:] > 0).all()) else None
 
 
+
+
 class Tracker:
-    """Single-target part-aware tracker.
+    """Single-target part-aware tracker (``initialize()`` / ``track()``, as pytracking's trackers).
 
     Args:
         backend: Runs the networks (:class:`TorchBackend` or ``OnnxBackend``).
         parts: Part names, in map order.
         stride: Map stride of the networks.
-        input_size: Side of the square network input.
-        settings: How the maps are decoded (motion prior and windows).
+        input_size: Side of the square network input (the size the model was trained at).
+        settings: How the maps are decoded; fixed for the tracker's life (build another tracker,
+            or :func:`load_tracker` with overrides, to change them).
     """
 
     def __init__(self, backend: Backend, parts: list[str], stride: int = 8, input_size: int = 256,
@@ -242,23 +180,22 @@ class Tracker:
             raise ValueError(f"input_size {input_size} must be a multiple of the stride {stride}")
         self.backend = backend
         self.parts = list(parts)
+        self.stride = stride
         self.input_size = input_size
         self.map_hw = (input_size // stride, input_size // stride)
-        self.net_ratio = size_ratio((input_size, input_size), self.map_hw[::-1])
-        self.settings = settings or TrackerSettings()
-        self.kernel: torch.Tensor | None = None
-        self.box: torch.Tensor | None = None  # (4,) original pixels
-        self.part_centre: torch.Tensor | None = None  # (K, 2) last decoded parts, original pixels
-        self.part_size: torch.Tensor | None = None  # (K, 2)
+        self._settings = settings or TrackerSettings()
+        self.decoder = FrameDecoder(backend, self._settings, input_size, stride)
         self.last_maps: PartMaps | None = None
+        self._scale: tuple[float, float] = (1.0, 1.0)
 
-    @classmethod
-    def from_checkpoint(cls, path: str | Path, input_size: int = 256, settings: TrackerSettings | None = None,
-                        ) -> Tracker:
-        """PyTorch tracker from a ``fit`` checkpoint, with its recorded settings unless ``settings`` is given."""
-        part, subject, meta = load_models(path)
-        settings = settings or TrackerSettings.from_meta(meta.get("tracker", {}))
-        return cls(TorchBackend(part, subject), meta["parts"], subject.stride, input_size, settings)
+    @property
+    def settings(self) -> TrackerSettings:
+        """The decoding settings (read-only)."""
+        return self._settings
+
+    def copy(self) -> Tracker:
+        """A tracker on the same networks and settings with its own track state."""
+        return Tracker(self.backend, self.parts, self.stride, self.input_size, self._settings)
 
     # -------------------------------------------------------------------------- preprocessing
     def _prepare(self, frame: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, tuple[float, float]]:
@@ -289,53 +226,13 @@ class Tracker:
         if not (0 <= cx <= W and 0 <= cy <= H):
             raise DataError(f"initial box {tuple(box)} is outside the {W}x{H} frame (centre "
                             f"({cx:.1f}, {cy:.1f}))", frame_name)
-        x, scale = self._prepare(img)
-        self.kernel = self.backend.template(x, scale_boxes(b, *scale)[None])  # (1, C, kh, kw)
-        self.box = b
-        self.part_centre = self.part_size = None
-        if self.settings.part_window > 0:  # the parts' starting positions: S202-S205 on this frame
-            self._locate(x, scale, (W, H), b)
+        x, self._scale = self._prepare(img)
+        decoded = self.decoder.start(x, scale_boxes(b, *self._scale))
+        self.last_maps = None if decoded is None else self._maps(decoded, (W, H))
 
-    def _locate(self, x: torch.Tensor, scale: tuple[float, float], frame_wh: tuple[int, int],
-                previous_box: torch.Tensor) -> tuple[TrackResult, torch.Tensor]:
-        """S202-S205 on the network input ``x (1, 3, S, S)`` of a ``frame_wh`` frame, with the motion
-        prior at ``previous_box (4,)``; updates the parts' state and :attr:`last_maps`.
-
-        Returns:
-            The result and the subject box ``(4,)`` in original pixels.
-        """
-        W, H = frame_wh
-        sx, sy = scale
-        part_heat, part_size, part_offset = self.backend.parts(x)  # (1, K, h, w), (1, K, 2, h, w) x2
-        prior = self._prior(scale_boxes(previous_box, sx, sy))  # (1, 1, h, w)
-        heat, size, offset, region = self.backend.subject(x, self.kernel, prior)
-        h, w = heat.shape[-2:]
-        ratio = size_ratio((W, H), (w, h))  # original frame vs map
-        windowed = motion_window(heat[:, 0], prior[:, 0], self.settings.window_power)  # (1, h, w)
-        centre, wh, _, cell = decode_peak(windowed, size, offset, ratio)  # (1, 2), (1, 2), (1,), (1, 2)
-        score = gather_at(heat, cell)[:, 0]  # (1,) subject likelihood at the chosen peak
-        box = centre_size_to_xywh(centre, wh)[0]  # (4,)
-        product = part_heat[0] * region[0]  # (K, h, w)  S204
-        exponent = self.settings.part_exponent
-        decoded = product if exponent == 1 else part_score(part_heat[0], region[0], exponent)  # (K, h, w)
-        if self.part_centre is not None and self.part_size is not None:
-            decoded = part_window(decoded[None], self.part_centre[None], self.part_size[None], ratio,
-                                  self.settings.part_window)[0]  # (K, h, w)
-        pos, psize, _, pcell = decode_peak(decoded, part_size[0], part_offset[0], ratio)  # (K, 2) ...
-        pscore = gather_at(product[:, None], pcell)[:, 0]  # (K,) element product at the chosen peaks
-        if self.settings.part_window > 0:
-            self.part_centre, self.part_size = pos, psize
-        self.last_maps = PartMaps(part_heat[0], part_size[0], part_offset[0], product, ratio)
-        parts = [PartResult(name, (float(pos[k, 0]), float(pos[k, 1])), (float(psize[k, 0]), float(psize[k, 1])),
-                            float(pscore[k])) for k, name in enumerate(self.parts)]
-        return TrackResult(tuple(float(v) for v in box), float(score[0]), parts), box
-
-    def _prior(self, box_net: torch.Tensor) -> torch.Tensor:
-        """Motion prior ``(1, 1, h, w)`` around ``box_net (4,)`` in network pixels."""
-        sigma = (box_net[2:] / box_net.new_tensor(self.net_ratio)).clamp(min=1e-3).prod().sqrt()
-        sigma = (sigma * self.settings.prior_sigma).clamp(min=1.0)
-        return gaussian_maps(box_centre(box_net)[None, None], self.map_hw, self.net_ratio,
-                             sigma=sigma.view(1, 1), normalization="peak1", rounded=False)[:, None]
+    def _maps(self, d: Decoded, frame_wh: tuple[int, int]) -> PartMaps:
+        h, w = d.product.shape[-2:]
+        return PartMaps(d.part_heat, d.part_size_map, d.part_offset_map, d.product, size_ratio(frame_wh, (w, h)))
 
     def track(self, frame: torch.Tensor | np.ndarray,
               prior_box: tuple[float, float, float, float] | None = None) -> TrackResult:
@@ -343,20 +240,76 @@ class Tracker:
 
         Args:
             frame: The next frame.
-            prior_box: Centre the motion prior on this ``(x, y, w, h)`` box instead of the previous
-                result (a re-detection, or the ground truth to measure association apart from
-                tracking); ``None`` tracks on its own.
+            prior_box: Centre the motion prior on this ``(x, y, w, h)`` box instead of the motion
+                model's prediction (a re-detection, or the ground truth to measure association
+                apart from tracking); ``None`` tracks on its own.
 
         Raises:
             RuntimeError: :meth:`initialize` was not called.
             ValueError: ``prior_box`` has no positive, finite size.
         """
-        if self.kernel is None or self.box is None:
+        if self.decoder.kernel is None:
             raise RuntimeError("call Tracker.initialize(frame, box) before track()")
-        previous = self.box if prior_box is None else valid_box(prior_box)  # (4,)
-        if previous is None:
-            raise ValueError(f"prior_box must be a finite (x, y, w, h) with positive size, got {prior_box}")
+        given = None
+        if prior_box is not None:
+            given = valid_box(prior_box)
+            if given is None:
+                raise ValueError(f"prior_box must be a finite (x, y, w, h) with positive size, got {prior_box}")
         img = frame_tensor(frame)
         x, scale = self._prepare(img)
-        result, self.box = self._locate(x, scale, (img.shape[-1], img.shape[-2]), previous)
-        return result
+        if scale != self._scale:
+            raise ValueError(f"frame size changed during the track: {img.shape[-1]}x{img.shape[-2]}")
+        d = self.decoder.step(x, None if given is None else scale_boxes(given, *scale))
+        self.last_maps = self._maps(d, (img.shape[-1], img.shape[-2]))
+        sx, sy = scale
+        to_frame = torch.tensor([sx, sy])
+        box = scale_boxes(d.box, 1 / sx, 1 / sy)
+        pos, size = d.part_position / to_frame, d.part_size / to_frame  # (K, 2)
+        parts = [PartResult(name, (float(pos[k, 0]), float(pos[k, 1])), (float(size[k, 0]), float(size[k, 1])),
+                            float(d.part_score[k]), bool(d.part_visible[k])) for k, name in enumerate(self.parts)]
+        return TrackResult(tuple(float(v) for v in box), d.score, parts, d.occluded, d.redetected)
+
+
+def load_tracker(path: str | Path, threads: int = 1, input_size: int | None = None,
+                 **overrides: object) -> Tracker:
+    """A tracker from a ``fit`` checkpoint (PyTorch) or an ONNX export folder (onnxruntime).
+
+    Args:
+        path: Checkpoint file or export folder.
+        threads: onnxruntime intra-op threads (PyTorch uses ``torch.set_num_threads``).
+        input_size: Network input side; default the size recorded in the file (the training
+            size; 256 for files that do not record it).
+        **overrides: :class:`TrackerSettings` fields that replace the recorded ones, e.g.
+            ``gate=0.3`` (keys are checked: an unknown one raises).
+
+    Raises:
+        DataError: Not a tracker checkpoint or export folder.
+        ValueError: An unknown or invalid setting.
+    """
+    path = Path(path)
+    if path.is_dir():
+        from adaptrack.track.onnx_export import OnnxBackend
+
+        onnx = OnnxBackend(path, threads)
+        meta = onnx.meta
+        backend: Backend = onnx
+        recorded = meta.get("tracker") or {k: v for k, v in meta.items() if k in _SETTING_NAMES}
+        stride = int(meta["stride"])
+        size = int(meta["input_size"])
+        if input_size is not None and input_size != size:
+            raise ValueError(f"{path}: the ONNX graphs are fixed to input_size {size}; export again with "
+                             f"--input_size {input_size}")
+    else:
+        part, subject, meta = load_models(path)
+        backend = TorchBackend(part, subject)
+        recorded = meta.get("tracker", {})
+        stride = subject.stride
+        size = int(input_size or meta.get("input_size") or 256)
+    unknown = sorted(set(overrides) - _SETTING_NAMES)
+    if unknown:
+        raise ValueError(f"unknown tracker settings {unknown}; valid: {sorted(_SETTING_NAMES)}")
+    settings = dataclasses.replace(TrackerSettings.from_meta(recorded), **overrides)  # type: ignore[arg-type]
+    return Tracker(backend, list(meta["parts"]), stride, size, settings)
+
+
+_SETTING_NAMES = {f.name for f in dataclasses.fields(TrackerSettings)}

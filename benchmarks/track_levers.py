@@ -1,0 +1,132 @@
+"""Ablation of the tracker's levers against swaps: today's decoding, each lever alone, all together.
+
+    python benchmarks/track_levers.py --checkpoint runs/crowded/tracker/best.ckpt \\
+        --data runs/crowded/data --split dev --jobs 2
+
+Every row runs the same networks (one ``fit`` checkpoint) with other
+:class:`~adaptrack.track.decoder.TrackerSettings`: ``today`` is the checkpoint's recorded decoding
+with every lever off; each lever row switches one on over it (``redetect`` needs the gate, so it
+runs with it); ``all`` switches every lever on. Lever values are :data:`LEVERS`, or ``--levers``
+(a JSON object ``{row: {setting: value}}`` replacing rows of it) — tune them on a dev split, report
+on a test split no decision looked at.
+
+Primary protocol: each track starts at its first annotated frame (``--init-visibility`` for the
+secondary one). Columns: hit, wrong-person (with its 95 % bootstrap interval over tracks) and miss
+% of the frames where the target's part is visible; abstain, wrong-person and false-report % of the
+frames where it is hidden; subject AUC; frames/s of ``Tracker.track`` (networks and decoding, 1
+thread per job, while the other job runs). The patent's bare element product (S205) and baseline (a)
+with the ground-truth box are rows too. Writes ``<out>/levers.md`` and ``levers.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from adaptrack.common.report import format_table
+from adaptrack.track.data.posetrack import read_posetrack_dir
+from adaptrack.track.datamodule import annotation_dir, part_specs
+from adaptrack.track.evaluate import evaluate_sequences, output_name, protocol_counts, protocol_line
+from adaptrack.track.tracker import load_tracker
+
+LEVERS: dict[str, dict[str, Any]] = {
+    "velocity": {"motion": "velocity"},
+    "gate": {"gate": 0.3},
+    "redetect": {"gate": 0.3, "redetect": True},
+    "memory": {"memory_weight": 0.3},
+    "distractors": {"distractor_weight": 1.0},
+    "jump": {"jump_penalty": 0.5},
+    "abstain": {"part_gate": 0.1},
+}
+"""Each lever's settings over ``today`` (values chosen on the dev split; see the README)."""
+OFF = {"motion": "last", "gate": 0.0, "part_gate": 0.0, "coast_on_hidden_part": False, "redetect": False,
+       "memory_weight": 0.0, "distractor_weight": 0.0, "jump_penalty": 0.0}
+COLUMNS = ["row", "hit %", "wrong %", "wrong 95% CI", "miss %", "abstain % (hidden)", "wrong % (hidden)",
+           "false % (hidden)", "AUC", "FPS", "frames", "hidden"]
+
+
+def variants(levers: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``{row: settings overrides}``: today, each lever alone, all together."""
+    rows = {"today": dict(OFF)}
+    merged: dict[str, Any] = {}
+    for name, values in levers.items():
+        rows[name] = {**OFF, **values}
+        merged.update(values)
+    rows["all"] = {**OFF, **merged}
+    return rows
+
+
+def _run(args: tuple[str, str, str, dict[str, dict[str, Any]], int | None, float | None, bool]) -> list[dict]:
+    checkpoint, data, split, rows, max_sequences, init_visibility, baselines = args
+    torch.set_num_threads(1)
+    trackers = {name: load_tracker(checkpoint, 1, **overrides) for name, overrides in rows.items()}
+    parts = next(iter(trackers.values())).parts
+    sequences = read_posetrack_dir(annotation_dir(data, split), None, part_specs(parts, 0.25))[:max_sequences]
+    table, _ = evaluate_sequences(sequences, trackers, ground_truth_prior=False, init_visibility=init_visibility)
+    out = []
+    for name, tracker in trackers.items():
+        wanted = output_name(tracker)
+        out += [dict(r, row=name) for r in table if r["model"] == name and r["box"] == "tracker"
+                and r["method"] == wanted]
+    if baselines:
+        first = next(iter(trackers))
+        out += [dict(r, row="patent S205 (element product)") for r in table
+                if r["model"] == first and r["box"] == "tracker" and r["method"] == "element product"]
+        out += [dict(r, row="(a) peak in box, ground-truth box", FPS=math.nan) for r in table
+                if r["box"] == "ground truth" and r["method"] == "(a) peak in box"]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="tracker checkpoint of `adaptrack track fit`")
+    parser.add_argument("--data", required=True, help="dataset root (annotations/<split>)")
+    parser.add_argument("--split", default="dev")
+    parser.add_argument("--out", help="folder for levers.md / levers.json (default: none)")
+    parser.add_argument("--levers", default="{}", help="JSON {row: {setting: value}} replacing rows of LEVERS")
+    parser.add_argument("--rows", nargs="+", help="only these rows (default: all)")
+    parser.add_argument("--max-sequences", type=int)
+    parser.add_argument("--init-visibility", type=float, help="secondary protocol (default: primary)")
+    parser.add_argument("--jobs", type=int, default=2, help="processes (rows are split between them)")
+    args = parser.parse_args(argv)
+    levers = {**LEVERS, **json.loads(args.levers)}
+    rows = variants(levers)
+    if args.rows:
+        unknown = sorted(set(args.rows) - set(rows))
+        if unknown:
+            parser.error(f"unknown rows {unknown}; choose from {sorted(rows)}")
+        rows = {k: v for k, v in rows.items() if k in args.rows}
+    names = list(rows)
+    jobs = max(1, min(args.jobs, len(names)))
+    chunks = [{n: rows[n] for n in names[i::jobs]} for i in range(jobs)]
+    tasks = [(args.checkpoint, args.data, args.split, chunk, args.max_sequences, args.init_visibility, i == 0)
+             for i, chunk in enumerate(chunks)]
+    with ProcessPoolExecutor(jobs) as pool:
+        results = [r for part in pool.map(_run, tasks) for r in part]
+    order = {n: i for i, n in enumerate(names)}
+    results.sort(key=lambda r: order.get(str(r["row"]), len(order)))
+    sequences = read_posetrack_dir(annotation_dir(args.data, args.split))[:args.max_sequences]
+    counts = protocol_counts(sequences, "designated", None, args.init_visibility)
+    title = f"levers: {args.data} split {args.split!r}, {len(sequences)} sequences"
+    table = format_table(results, COLUMNS, title=title) + "\n" + protocol_line(counts, args.init_visibility)
+    table += "\nsettings per row: " + "; ".join(
+        f"{n}: {json.dumps({k: v for k, v in rows[n].items() if OFF.get(k) != v})}" for n in names)
+    print(table)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "levers.md").write_text(table + "\n")
+        (out / "levers.json").write_text(json.dumps({"rows": results, "settings": rows, "protocol": counts},
+                                                    indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""The README's tracking commands, in order, from an empty folder, with tiny sizes."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from adaptrack.track.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY_FIT = ["--model.channels", "[8, 8, 8, 8]", "--model.crop_size", "null", "--trainer.max_epochs", "1",
+            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+            "--data.image_size", "64", "--data.batch_size", "2", "--data.samples_per_epoch", "4",
+            "--data.val_samples", "2", "--data.max_stride", "1", "--trainer.check_val_every_n_epoch", "1"]
+
+
+def readme_tracking_commands() -> list[list[str]]:
+    """The ``adaptrack track`` lines of the README's tracking section's first shell block."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Part-aware tracking"):]
+    block = re.search(r"```bash\n(.*?)```", section, re.S)
+    assert block, "README: no shell block in the tracking section"
+    lines = [line for line in block.group(1).splitlines() if line.startswith("adaptrack track ")]
+    return [shlex.split(line)[2:] for line in lines]
+
+
+def _tiny(args: list[str], root: Path) -> list[str]:
+    """The same command at tiny sizes: 2 sequences of 6 frames of 64x64 pixels, 1 epoch of 2 steps."""
+    cmd = args[0]
+    if cmd == "generate":
+        out = list(args)
+        for key, value in (("--n_sequences", "2"), ("--n_frames", "6")):
+            out[out.index(key) + 1] = value
+        return [*out, "--width", "64", "--height", "64"]
+    if cmd in ("fit-parts", "fit"):
+        clip = ["--data.clip_len", "3"] if cmd == "fit" else []
+        return [*args, *TINY_FIT, *clip]
+    if cmd == "run":  # the README's box is in the full-size frames: take the tiny sequence's own
+        out = list(args)
+        source = Path(out[out.index("--source") + 1])
+        ann = json.loads((root / "data" / "crowded" / "annotations" / source.parent.name /
+                          f"{source.name}.json").read_text())
+        first = min(ann["images"], key=lambda im: im["frame_id"])["id"]
+        target = ann["adaptrack"]["target_track"]
+        box = next(a["bbox"] for a in ann["annotations"] if a["image_id"] == first and a["track_id"] == target)
+        out[out.index("--box") + 1] = json.dumps(box)
+        return [*out, "--video", "gif"]
+    return list(args)
+
+
+def test_readme_tracking_commands_run_in_order_from_an_empty_folder(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    commands = readme_tracking_commands()
+    assert [c[0] for c in commands] == ["generate", "generate", "generate", "fit-parts", "fit", "evaluate",
+                                        "export", "run"]
+    monkeypatch.chdir(tmp_path)
+    for args in commands:
+        args = [a.replace("configs/", f"{ROOT}/configs/") for a in args]
+        assert main(_tiny(args, tmp_path)) == 0, args
+    assert (tmp_path / "runs" / "track" / "parts" / "checkpoints" / "best.ckpt").is_file()
+    assert (tmp_path / "runs" / "track" / "tracker" / "checkpoints" / "best.ckpt").is_file()
+    assert json.loads((tmp_path / "runs" / "track" / "onnx" / "meta.json").read_text())["input_size"] == 64
+    frames = json.loads((tmp_path / "runs" / "track" / "run" / "tracks.json").read_text())["frames"]
+    assert len(frames) == 6 and "visible" in frames[1]["parts"][0]
+
+
+def test_a_missing_split_names_the_split_to_generate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from adaptrack.track.data.synth import generate_dataset
+
+    generate_dataset(tmp_path / "data", n_sequences=1, n_frames=4, preset="crowded", width=64, height=64,
+                     split="train")
+    assert main(["fit-parts", "--data.train_dir", str(tmp_path / "data"), "--data.val_dir", str(tmp_path / "data"),
+                 "--trainer.default_root_dir", str(tmp_path / "runs"), *TINY_FIT, "--data.clip_len", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "no 'val' split" in err and "adaptrack track generate" in err and "--split val" in err
