@@ -17,10 +17,9 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
 from adaptrack.adapt.cli import compare
 from adaptrack.adapt.methods import METHODS
+from adaptrack.common.cli import DEFAULT_THREADS
 from adaptrack.common.paths import shared_data_dir
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "adapt"
@@ -33,18 +32,17 @@ def main() -> int:
     parser.add_argument("--methods", nargs="+", default=["source_only", "dann", "self_learning"],
                         choices=sorted(METHODS))
     parser.add_argument("--data-root", default=None, help="data root (default: ../shared/data if present)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: one per core)")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                        help=f"torch CPU threads (default {DEFAULT_THREADS}, as `adaptrack adapt fit`)")
     ns, extra = parser.parse_known_args()
     root = ns.data_root or shared_data_dir()
     args = ["--config", str(CONFIGS / f"{ns.task}.yaml"), "--methods", *ns.methods, "--"]
     if root is not None:
         args += ["--data.data_root", str(root)]
-    if ns.threads:
-        args += ["--threads", str(ns.threads)]
+    args += ["--threads", str(ns.threads)]
     args += ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
              *[a for a in extra if a != "--"]]
-    threads = ns.threads or torch.get_num_threads()
-    print(f"task {ns.task}: {CONFIGS / (ns.task + '.yaml')}; data root {root}; torch threads {threads}")
+    print(f"task {ns.task}: {CONFIGS / (ns.task + '.yaml')}; data root {root}; torch threads {ns.threads}")
     return compare(args)
 
 

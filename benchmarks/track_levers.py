@@ -4,7 +4,7 @@
         --data runs/crowded/data --split dev --jobs 2
 
 Every row runs the same networks (one ``fit`` checkpoint) with other
-:class:`~adaptrack.track.decoder.TrackerSettings`: ``today`` is the checkpoint's recorded decoding
+:class:`~adaptrack.track.inference.decoder.TrackerSettings`: ``today`` is the checkpoint's recorded decoding
 with every lever off; each lever row switches one on over it (``redetect`` needs the gate, so it
 runs with it); ``all`` switches every lever on. Lever values are :data:`LEVERS`, or ``--levers``
 (a JSON object ``{row: {setting: value}}`` replacing rows of it) — tune them on a dev split, report
@@ -32,9 +32,9 @@ import torch
 
 from adaptrack.common.report import format_table
 from adaptrack.track.data.posetrack import read_posetrack_dir
-from adaptrack.track.datamodule import annotation_dir, part_specs
-from adaptrack.track.evaluate import evaluate_sequences, output_name, protocol_counts, protocol_line
-from adaptrack.track.tracker import load_tracker
+from adaptrack.track.evaluation.evaluate import evaluate_sequences, output_name, protocol_counts, protocol_line
+from adaptrack.track.inference.tracker import load_tracker
+from adaptrack.track.train.datamodule import annotation_dir, part_specs
 
 LEVERS: dict[str, dict[str, Any]] = {
     # dev split (seed 11; 100 / 60 sequences, wrong-person % of visible frames, today 7.35 / 6.06):

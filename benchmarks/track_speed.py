@@ -20,13 +20,13 @@ from pathlib import Path
 import torch
 
 from adaptrack.common.report import format_table
-from adaptrack.track.checkpoints import load_models
 from adaptrack.track.data.frames import load_frame
 from adaptrack.track.data.posetrack import read_posetrack_dir
 from adaptrack.track.data.synth import generate_dataset
+from adaptrack.track.inference.checkpoints import load_models
+from adaptrack.track.inference.onnx_export import export_models
+from adaptrack.track.inference.tracker import TorchBackend, Tracker, TrackerSettings, load_tracker
 from adaptrack.track.models import PartDetector, SubjectModel
-from adaptrack.track.onnx_export import export_models
-from adaptrack.track.tracker import TorchBackend, Tracker, TrackerSettings, load_tracker
 
 
 def measure(tracker: Tracker, frames: list[torch.Tensor], box: tuple[float, ...], n: int, warmup: int = 20

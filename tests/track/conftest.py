@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from adaptrack.track.data.types import ClipBatch
-from adaptrack.track.module import PartDetectorModule, TrackerModule
+from adaptrack.track.train.module import PartDetectorModule, TrackerModule
 
 
 def draw_scene(T: int = 4, size: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,

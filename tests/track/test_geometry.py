@@ -106,7 +106,7 @@ def test_local_peaks() -> None:
 
 
 def test_hard_negative_weights_peak_at_other_parts_and_stay_one_elsewhere() -> None:
-    from adaptrack.track.losses import hard_negative_weights
+    from adaptrack.track.train.losses import hard_negative_weights
 
     centres = torch.tensor([[[20.0, 12.0], [float("nan"), float("nan")]]])  # (1, 2, 2), one absent
     w = hard_negative_weights(centres, (8, 8), (4.0, 4.0), boost=3.0)  # (1, 8, 8)

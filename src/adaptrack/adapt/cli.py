@@ -19,7 +19,6 @@ import time
 import warnings
 from typing import Any
 
-import torch
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from adaptrack.adapt.data.datamodule import DomainAdaptationDataModule
@@ -27,25 +26,24 @@ from adaptrack.adapt.methods import METHODS
 from adaptrack.adapt.module import DomainAdaptationModule
 from adaptrack.adapt.predict import PredictionCSVWriter
 from adaptrack.adapt.report import REPORT_COLUMNS, AdaptationReport
-from adaptrack.common.errors import ConfigError, DataError, MissingDataError
+from adaptrack.common.cli import (
+    active_config,
+    add_threads_argument,
+    apply_threads_and_log_root,
+    run_command,
+    trainer_defaults,
+)
 from adaptrack.common.files import safe_torch_load
 from adaptrack.common.report import format_table
-from adaptrack.common.training import BestAndLastCheckpoint, NonFiniteLossError
+from adaptrack.common.training import BestAndLastCheckpoint
 
 INPUT_KEYS = {"in_channels": "channels", "image_size": "image_size"}
 """Model hyperparameters that fix the data module's input format (model key -> data key)."""
 
-TRAINER_DEFAULTS: dict[str, Any] = {
-    "max_epochs": 10,
-    "default_root_dir": "runs/adapt",
-    "log_every_n_steps": 20,
-    "num_sanity_val_steps": 0,
-    "logger": [
-        {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "runs/adapt", "name": "logs"}},
-        {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-         "init_args": {"save_dir": "runs/adapt", "name": "tensorboard"}},
-    ],
-}
+DEFAULT_ROOT = "runs/adapt"
+
+TRAINER_DEFAULTS: dict[str, Any] = trainer_defaults(DEFAULT_ROOT, log_every_n_steps=20)
+"""CSV + TensorBoard logs under ``default_root_dir`` (``runs/adapt/logs``, ``runs/adapt/tensorboard``)."""
 
 
 class AdaptCLI(LightningCLI):
@@ -62,9 +60,7 @@ class AdaptCLI(LightningCLI):
                              "checkpoint.filename": "best-{epoch:02d}", "checkpoint.save_last": True})
         parser.add_lightning_class_args(AdaptationReport, "report")
         parser.add_lightning_class_args(PredictionCSVWriter, "predictions")
-        parser.add_argument("--threads", type=int | None, default=None,
-                            help="torch CPU threads (default: torch's choice, one per core). Use 1 when other "
-                                 "jobs share the cores: OpenMP threads spin-wait on busy cores")
+        add_threads_argument(parser)
 
     def _parse_ckpt_path(self) -> None:
         """Take the model's hyperparameters from ``--ckpt_path`` (LightningCLI), and the input format too.
@@ -87,10 +83,8 @@ class AdaptCLI(LightningCLI):
                 self.config[subcommand]["model"][model_key] = hparams[model_key]
 
     def before_instantiate_classes(self) -> None:
-        """Apply ``--threads`` before anything runs."""
-        config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
-        if config.get("threads"):
-            torch.set_num_threads(int(config["threads"]))
+        """Apply ``--threads`` before anything runs; default loggers follow ``trainer.default_root_dir``."""
+        apply_threads_and_log_root(active_config(self), DEFAULT_ROOT)
 
     def before_fit(self) -> None:
         """Load and prepare the training sets before the trainer starts, so that a bad option or file
@@ -132,16 +126,8 @@ def compare(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``adaptrack adapt``; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    try:
-        if args and args[0] == "compare":
-            return compare(args[1:])
-        build_cli(args)
-    except NonFiniteLossError as exc:
-        print(f"adaptrack adapt: {exc}", file=sys.stderr)
-        return 1
-    except (ConfigError, DataError, MissingDataError) as exc:
-        print(f"adaptrack adapt: error: {exc}", file=sys.stderr)
-        return 2
-    except SystemExit as exc:  # argparse/jsonargparse exit (help, bad option)
-        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
-    return 0
+    cmd = args[0] if args and not args[0].startswith("-") else None
+    prog = f"adaptrack adapt {cmd}" if cmd else "adaptrack adapt"
+    if cmd == "compare":
+        return run_command(prog, lambda: compare(args[1:]))
+    return run_command(prog, lambda: build_cli(args))

@@ -31,42 +31,27 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import torch
 from jsonargparse import CLI
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from adaptrack.common.errors import DataError, MissingDataError
+from adaptrack.common.cli import (
+    active_config,
+    add_threads_argument,
+    apply_threads_and_log_root,
+    run_command,
+    trainer_defaults,
+)
 from adaptrack.common.report import plot_curves, read_metrics_csv
-from adaptrack.common.training import BestAndLastCheckpoint, NonFiniteLossError
-from adaptrack.track.callbacks import LossEndCondition
-from adaptrack.track.datamodule import EpochDraw, TrackDataModule
-from adaptrack.track.module import PartDetectorModule, TrackerModule
-
-SUBCOMMANDS = ("fit-parts", "fit", "run", "evaluate", "export", "generate")
-
+from adaptrack.common.training import BestAndLastCheckpoint
+from adaptrack.track.train.callbacks import LossEndCondition
+from adaptrack.track.train.datamodule import EpochDraw, TrackDataModule
+from adaptrack.track.train.module import PartDetectorModule, TrackerModule
 
 DEFAULT_ROOT = "runs/track"
-
-
-def trainer_defaults(name: str) -> dict[str, Any]:
-    """Trainer defaults of a LightningCLI subcommand: CSV + TensorBoard logs under ``default_root_dir``."""
-    return {
-        "max_epochs": 10,
-        "default_root_dir": f"{DEFAULT_ROOT}/{name}",
-        "log_every_n_steps": 10,
-        "num_sanity_val_steps": 0,
-        "logger": [
-            {"class_path": "lightning.pytorch.loggers.CSVLogger",
-             "init_args": {"save_dir": f"{DEFAULT_ROOT}/{name}", "name": "logs"}},
-            {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-             "init_args": {"save_dir": f"{DEFAULT_ROOT}/{name}", "name": "tensorboard"}},
-        ],
-        "callbacks": [EpochDraw()],
-    }
 
 
 class TrackCLI(LightningCLI):
@@ -81,20 +66,11 @@ class TrackCLI(LightningCLI):
                              "checkpoint.filename": "best", "checkpoint.save_last": True,
                              "checkpoint.save_top_k": 1})
         parser.add_lightning_class_args(LossEndCondition, "end_condition")
-        parser.add_argument("--threads", type=int, default=1,
-                            help="torch intra-op threads; 1 is fastest for these small networks on a "
-                                 "shared CPU (2 threads spin-wait when the cores are busy)")
+        add_threads_argument(parser)
 
     def before_instantiate_classes(self) -> None:
         """Apply ``--threads``; default loggers follow ``trainer.default_root_dir``."""
-        config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
-        torch.set_num_threads(max(1, int(config.get("threads", 1))))
-        root = config.trainer.default_root_dir
-        loggers = config.trainer.logger
-        for logger in loggers if isinstance(loggers, list) else []:
-            args = getattr(logger, "init_args", None)
-            if args is not None and str(args.get("save_dir", "")).startswith(DEFAULT_ROOT) and root:
-                args.save_dir = str(root)
+        apply_threads_and_log_root(active_config(self), DEFAULT_ROOT)
 
     def after_fit(self) -> None:
         """Plot the CSV log into ``curves.png`` beside it."""
@@ -120,7 +96,8 @@ def build_cli(module: type, name: str, args: list[str], run: bool = True) -> Tra
         sub, rest = "fit", args
     warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
     return TrackCLI(module, TrackDataModule, args=[sub, *rest] if run else rest, run=run,
-                    trainer_defaults=trainer_defaults(name), save_config_kwargs={"overwrite": True},
+                    trainer_defaults=trainer_defaults(DEFAULT_ROOT, name, callbacks=[EpochDraw()]),
+                    save_config_kwargs={"overwrite": True},
                     parser_kwargs={"description": f"adaptrack track {name}: {module.__doc__.splitlines()[0]}"})
 
 
@@ -132,6 +109,43 @@ def _generate(argv: list[str]) -> int:
     return 0
 
 
+def _run(argv: list[str]) -> int:
+    """``adaptrack track run``: track one person through a frame folder or a video."""
+    from adaptrack.track.inference.run import run
+
+    CLI(run, args=argv, as_positional=False, prog="adaptrack track run")
+    return 0
+
+
+def _evaluate(argv: list[str]) -> int:
+    """``adaptrack track evaluate``: metrics and baselines on a PoseTrack18-format set."""
+    from adaptrack.track.evaluation.evaluate import evaluate
+
+    CLI(evaluate, args=argv, as_positional=False, prog="adaptrack track evaluate")
+    return 0
+
+
+def _export(argv: list[str]) -> int:
+    """``adaptrack track export``: both models as ONNX, checked against PyTorch."""
+    from adaptrack.track.inference.onnx_export import export
+
+    CLI(export, args=argv, as_positional=False, prog="adaptrack track export")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[list[str]], object]] = {
+    "fit-parts": lambda argv: build_cli(PartDetectorModule, "parts", argv),
+    "fit": lambda argv: build_cli(TrackerModule, "tracker", argv),
+    "run": _run,
+    "evaluate": _evaluate,
+    "export": _export,
+    "generate": _generate,
+}
+"""Each subcommand's function of its arguments."""
+
+SUBCOMMANDS = tuple(COMMANDS)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``adaptrack track``; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -139,33 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__)
         return 0 if args else 2
     cmd, rest = args[0], args[1:]
-    try:
-        if cmd == "fit-parts":
-            build_cli(PartDetectorModule, "parts", rest)
-        elif cmd == "fit":
-            build_cli(TrackerModule, "tracker", rest)
-        elif cmd == "run":
-            from adaptrack.track.run import run
-
-            CLI(run, args=rest, as_positional=False, prog="adaptrack track run")
-        elif cmd == "evaluate":
-            from adaptrack.track.evaluate import evaluate
-
-            CLI(evaluate, args=rest, as_positional=False, prog="adaptrack track evaluate")
-        elif cmd == "export":
-            from adaptrack.track.onnx_export import export
-
-            CLI(export, args=rest, as_positional=False, prog="adaptrack track export")
-        elif cmd == "generate":
-            return _generate(rest)
-        else:
-            print(f"adaptrack track: unknown command {cmd!r}; choose from {', '.join(SUBCOMMANDS)}",
-                  file=sys.stderr)
-            return 2
-    except (DataError, MissingDataError, FileNotFoundError) as exc:
-        print(f"adaptrack track {cmd}: error: {exc}", file=sys.stderr)
+    if cmd not in COMMANDS:
+        print(f"adaptrack track: unknown command {cmd!r}; choose from {', '.join(SUBCOMMANDS)}", file=sys.stderr)
         return 2
-    except NonFiniteLossError as exc:
-        print(f"adaptrack track {cmd}: training stopped: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_command(f"adaptrack track {cmd}", lambda: COMMANDS[cmd](rest))

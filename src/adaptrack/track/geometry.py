@@ -9,6 +9,9 @@ Conventions (pytracking ``processing_utils`` style):
 * Offset and size maps are in map elements ("cells"): the decoded position is
   ``peak × ratio + offset × ratio`` and the decoded size ``size × ratio`` (¶60–61), so the same maps
   decode into any image size the input was resized from.
+
+One vocabulary with :mod:`adaptrack.track.data.geometry`: an idea both modules implement has the same
+name in both (``box_centre``, ``box_iou``, ``scale_boxes``), on tensors here and on float tuples there.
 """
 
 from __future__ import annotations

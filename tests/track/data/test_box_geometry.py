@@ -10,16 +10,16 @@ from adaptrack.track.data.geometry import (
     BoxError,
     as_box,
     box_area,
-    box_center,
+    box_centre,
     box_from_points,
+    box_iou,
     check_in_image,
     clip_box,
     contains_point,
     head_in_box,
     inside_fraction,
     intersection_area,
-    iou,
-    scale_box,
+    scale_boxes,
     square_around,
 )
 
@@ -35,10 +35,10 @@ def test_as_box_accepts_numbers_and_rejects_bad_values() -> None:
 
 def test_area_centre_intersection_iou() -> None:
     a, b = (0.0, 0.0, 10.0, 10.0), (5.0, 5.0, 10.0, 10.0)
-    assert box_area(a) == 100 and box_center(b) == (10.0, 10.0)
+    assert box_area(a) == 100 and box_centre(b) == (10.0, 10.0)
     assert intersection_area(a, b) == 25
-    assert iou(a, b) == pytest.approx(25 / 175)
-    assert iou(a, (20.0, 20.0, 1.0, 1.0)) == 0.0
+    assert box_iou(a, b) == pytest.approx(25 / 175)
+    assert box_iou(a, (20.0, 20.0, 1.0, 1.0)) == 0.0
     assert contains_point(a, 10.0, 0.0) and not contains_point(a, 10.1, 5.0)
 
 
@@ -65,7 +65,7 @@ def test_points_square_scale() -> None:
     with pytest.raises(BoxError):
         box_from_points([1.0, 1.0], [0.0, 5.0])  # zero width
     assert square_around(10.0, 20.0, 4.0) == (8.0, 18.0, 4.0, 4.0)
-    assert scale_box((10.0, 20.0, 30.0, 40.0), 0.5, 2.0) == (5.0, 40.0, 15.0, 80.0)
+    assert scale_boxes((10.0, 20.0, 30.0, 40.0), 0.5, 2.0) == (5.0, 40.0, 15.0, 80.0)
 
 
 def test_head_in_box_needs_centre_and_half_the_area() -> None:

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from adaptrack.common.errors import DataError
 from adaptrack.track.data.frames import frame_size, load_frame
-from adaptrack.track.data.geometry import box_area, box_center, scale_box
+from adaptrack.track.data.geometry import box_area, box_centre, scale_boxes
 from adaptrack.track.data.types import Box, Clip, ClipBatch, FrameAnn, SequenceAnn
 
 NAN_BOX = (math.nan, math.nan, math.nan, math.nan)
@@ -208,8 +208,8 @@ def is_crowded_frame(frame: FrameAnn, track_id: int, radius: float) -> bool:
         return False
     if not target.parts or target.parts[0] is None:
         return True
-    centre, reach = box_center(target.parts[0]), radius * math.sqrt(box_area(target.parts[0]))
-    return any(math.dist(box_center(person.parts[0]), centre) <= reach for person in frame.people
+    centre, reach = box_centre(target.parts[0]), radius * math.sqrt(box_area(target.parts[0]))
+    return any(math.dist(box_centre(person.parts[0]), centre) <= reach for person in frame.people
                if person.track_id != track_id and person.parts and person.parts[0] is not None)
 
 
@@ -236,7 +236,7 @@ def build_clip_targets(seq: SequenceAnn, frames: Sequence[FrameAnn], track_id: i
     other_boxes = torch.full((T, M, 4), math.nan)
     for t, (frame, (sx, sy)) in enumerate(zip(frames, scales, strict=True)):
         for person in frame.people:
-            box = torch.tensor(scale_box(person.box, sx, sy))  # (4,)
+            box = torch.tensor(scale_boxes(person.box, sx, sy))  # (4,)
             parts = torch.tensor([_part(b, sx, sy) for b in person.parts]).reshape(K, 4)  # (K, 4)
             if person.track_id == track_id:
                 target_box[t], target_parts[t] = box, parts
@@ -250,7 +250,7 @@ def build_clip_targets(seq: SequenceAnn, frames: Sequence[FrameAnn], track_id: i
 
 
 def _part(box: Box | None, sx: float, sy: float) -> Box:
-    return NAN_BOX if box is None else scale_box(box, sx, sy)
+    return NAN_BOX if box is None else scale_boxes(box, sx, sy)
 
 
 def collate_clips(clips: Sequence[Clip]) -> ClipBatch:

@@ -3,6 +3,9 @@
 Every function here is side-effect free and unit-tested; the reader, the clip sampler and the
 synthetic scene generator share them so that "inside", "clipped" and "visible" mean the same thing
 everywhere.
+
+One vocabulary with :mod:`adaptrack.track.geometry`: an idea both modules implement has the same name
+in both (``box_centre``, ``box_iou``, ``scale_boxes``), on float tuples here and on tensors there.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ def box_area(box: Box) -> float:
     return max(0.0, box[2]) * max(0.0, box[3])
 
 
-def box_center(box: Box) -> tuple[float, float]:
+def box_centre(box: Box) -> tuple[float, float]:
     """Centre ``(cx, cy)``."""
     return (box[0] + box[2] / 2.0, box[1] + box[3] / 2.0)
 
@@ -59,7 +62,7 @@ def intersection_area(a: Box, b: Box) -> float:
     return max(0.0, w) * max(0.0, h)
 
 
-def iou(a: Box, b: Box) -> float:
+def box_iou(a: Box, b: Box) -> float:
     """Intersection over union (zero when both are empty)."""
     inter = intersection_area(a, b)
     union = box_area(a) + box_area(b) - inter
@@ -147,8 +150,9 @@ def box_from_points(xs: Sequence[float], ys: Sequence[float], pad: float = 0.1) 
     return (x0 - pad * w, y0 - pad * h, w * (1 + 2 * pad), h * (1 + 2 * pad))
 
 
-def scale_box(box: Box, sx: float, sy: float) -> Box:
-    """Box in an image resized by ``sx`` horizontally and ``sy`` vertically."""
+def scale_boxes(box: Box, sx: float, sy: float) -> Box:
+    """Box in an image resized by ``sx`` horizontally and ``sy`` vertically (one box; the tensor
+    :func:`adaptrack.track.geometry.scale_boxes` takes any number)."""
     return (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
 
 
@@ -158,7 +162,7 @@ def head_in_box(head: Box, body: Box, min_overlap: float = 0.5) -> bool:
     This is the definition behind the ``crowded`` preset's share ("another person's head lies inside
     the target's body box").
     """
-    cx, cy = box_center(head)
+    cx, cy = box_centre(head)
     area = box_area(head)
     return contains_point(body, cx, cy) and area > 0 and intersection_area(head, body) >= min_overlap * area
 

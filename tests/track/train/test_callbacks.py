@@ -9,8 +9,8 @@ import lightning.pytorch as pl
 import pytest
 from torch.utils.data import DataLoader
 
-from adaptrack.track.callbacks import LossEndCondition
-from adaptrack.track.module import PartDetectorModule
+from adaptrack.track.train.callbacks import LossEndCondition
+from adaptrack.track.train.module import PartDetectorModule
 
 
 def _fit(tmp_path: Path, end: LossEndCondition, loader: DataLoader, tiny: dict) -> pl.Trainer:

@@ -5,12 +5,12 @@ subject maps and the part region map (S203); their element product (S204) is dec
 into the part position, ``peak × ratio + offset × ratio``, with the part size read from the part
 detector's size map at the peak (S205, ¶61). The decoding and the levers that keep the box on the
 target through occlusions (motion model, gating, re-detection, template memory, distractor-aware
-association, abstention) live in :mod:`adaptrack.track.decoder`, configured by
-:class:`~adaptrack.track.decoder.TrackerSettings`.
+association, abstention) live in :mod:`adaptrack.track.inference.decoder`, configured by
+:class:`~adaptrack.track.inference.decoder.TrackerSettings`.
 
 :func:`load_tracker` is the one way to build a tracker from a file: a ``fit`` checkpoint (PyTorch,
 :class:`TorchBackend`) or an ONNX export folder (onnxruntime,
-:class:`~adaptrack.track.onnx_export.OnnxBackend`), with the settings and input size recorded there
+:class:`~adaptrack.track.inference.onnx_export.OnnxBackend`), with the settings and input size recorded there
 unless overridden. A :class:`Tracker` only loads weights and never changes its settings.
 """
 
@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 
 from adaptrack.common.errors import DataError
-from adaptrack.track.checkpoints import load_models
-from adaptrack.track.decoder import Backend, Decoded, FrameDecoder, Maps, TrackerSettings
 from adaptrack.track.geometry import Ratio, scale_boxes, size_ratio
+from adaptrack.track.inference.checkpoints import load_models
+from adaptrack.track.inference.decoder import Backend, Decoded, FrameDecoder, Maps, TrackerSettings
 from adaptrack.track.models import PartDetector, SubjectModel, fold_batch_norms
 
 __all__ = ["Backend", "Maps", "PartMaps", "PartResult", "TorchBackend", "TrackResult", "Tracker",
@@ -288,7 +288,7 @@ def load_tracker(path: str | Path, threads: int = 1, input_size: int | None = No
     """
     path = Path(path)
     if path.is_dir():
-        from adaptrack.track.onnx_export import OnnxBackend
+        from adaptrack.track.inference.onnx_export import OnnxBackend
 
         onnx = OnnxBackend(path, threads)
         meta = onnx.meta

@@ -25,8 +25,8 @@ from torch import nn
 
 from adaptrack.common.errors import DataError
 from adaptrack.common.files import atomic_path, atomic_write
-from adaptrack.track.checkpoints import load_models
-from adaptrack.track.decoder import Maps, TrackerSettings
+from adaptrack.track.inference.checkpoints import load_models
+from adaptrack.track.inference.decoder import Maps, TrackerSettings
 from adaptrack.track.models import PartDetector, SubjectModel
 
 GRAPHS = {
@@ -122,7 +122,7 @@ def export_models(part: PartDetector, subject: SubjectModel, out_dir: str | Path
 
 
 class OnnxBackend:
-    """onnxruntime backend of :class:`~adaptrack.track.tracker.Tracker` (CPU).
+    """onnxruntime backend of :class:`~adaptrack.track.inference.tracker.Tracker` (CPU).
 
     Args:
         export_dir: Folder written by :func:`export`.

@@ -9,8 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from adaptrack.track.decoder import BoxKalman, TrackerSettings, candidate_peaks, colour_histogram, jump, similarity
-from adaptrack.track.tracker import Tracker, load_tracker
+from adaptrack.track.inference.decoder import (
+    BoxKalman,
+    TrackerSettings,
+    candidate_peaks,
+    colour_histogram,
+    jump,
+    similarity,
+)
+from adaptrack.track.inference.tracker import Tracker, load_tracker
 
 S, STRIDE, HW = 64, 4, 16  # network input, map stride, map side
 

@@ -14,7 +14,7 @@ import torch
 from adaptrack.common.errors import DataError
 from adaptrack.track.data.types import ClipBatch
 from adaptrack.track.geometry import decode_peak
-from adaptrack.track.tracker import Tracker, TrackerSettings, frame_tensor, load_tracker
+from adaptrack.track.inference.tracker import Tracker, TrackerSettings, frame_tensor, load_tracker
 
 
 def test_initialize_and_track_a_short_sequence(tracker_ckpt: Path, batch_factory: Callable[..., ClipBatch]) -> None:

@@ -9,7 +9,7 @@ Training, validation and inference all decode the maps here:
   closed-loop rollouts of training (``TrackerModule._rollout``), by the validation that picks
   checkpoints (``TrackerModule.association_rates``) and by :class:`FrameDecoder`;
 * :class:`FrameDecoder`, the online state of one track, called by the
-  :class:`~adaptrack.track.tracker.Tracker` every frame. On top of the pure functions it holds the
+  :class:`~adaptrack.track.inference.tracker.Tracker` every frame. On top of the pure functions it holds the
   levers against swapping to the person who crosses in front of the target, each a
   :class:`TrackerSettings` option, all off by default (today's decoding):
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adaptrack.track.checkpoints import load_models
 from adaptrack.track.data.types import ClipBatch
-from adaptrack.track.onnx_export import GRAPHS, export_models
-from adaptrack.track.tracker import Tracker, load_tracker
+from adaptrack.track.inference.checkpoints import load_models
+from adaptrack.track.inference.onnx_export import GRAPHS, export_models
+from adaptrack.track.inference.tracker import Tracker, load_tracker
 
 ATOL = 1e-4  # absolute, on likelihoods in (0, 1) and maps in elements
 BOX_ATOL = 1e-2  # pixels, after decoding
@@ -64,8 +64,8 @@ def test_stride4_models_with_region_branch_export_and_agree(tmp_path: Path,
     """The upsampling neck (bilinear resize), the pooled prior and the region branch export too."""
     import torch
 
+    from adaptrack.track.inference.tracker import TorchBackend, TrackerSettings
     from adaptrack.track.models import PartDetector, SubjectModel
-    from adaptrack.track.tracker import TorchBackend, TrackerSettings
 
     torch.manual_seed(0)
     small = {"channels": [8, 8, 12, 16], "dilations": [2]}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from adaptrack.track.temporal import RegionMapBuffer
+from adaptrack.track.train.temporal import RegionMapBuffer
 
 
 def test_average_needs_n_consecutive_maps() -> None:

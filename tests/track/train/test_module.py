@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from adaptrack.track.checkpoints import load_models, load_part_detector
 from adaptrack.track.data.types import ClipBatch
-from adaptrack.track.module import PartDetectorModule, TrackerModule
+from adaptrack.track.inference.checkpoints import load_models, load_part_detector
+from adaptrack.track.train.module import PartDetectorModule, TrackerModule
 
 
 def _trainer(tmp_path: Path, steps: int) -> pl.Trainer:

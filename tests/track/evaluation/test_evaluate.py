@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from adaptrack.track.data import FrameAnn, PartSpec, PersonAnn, SequenceAnn
-from adaptrack.track.evaluate import (
+from adaptrack.track.evaluation.evaluate import (
     PartTally,
     SubjectTally,
     peak_in_box,
@@ -17,7 +17,7 @@ from adaptrack.track.evaluate import (
     product_peak,
     select_tracks,
 )
-from adaptrack.track.tracker import PartMaps
+from adaptrack.track.inference.tracker import PartMaps
 
 
 def test_part_tally_hit_wrong_miss_and_error() -> None:

@@ -17,10 +17,7 @@ import lightning.pytorch as pl
 import torch
 
 from adaptrack.common.training import as_group, check_finite, plain_hyperparameters
-from adaptrack.track.batch import augment
-from adaptrack.track.checkpoints import META_KEY, load_part_detector
 from adaptrack.track.data.types import ClipBatch
-from adaptrack.track.decoder import TrackerSettings, decode_parts, decode_subject, prior_maps
 from adaptrack.track.geometry import (
     Normalization,
     box_centre,
@@ -29,9 +26,12 @@ from adaptrack.track.geometry import (
     points_in_boxes,
     size_ratio,
 )
-from adaptrack.track.losses import focal_loss, hard_negative_weights, map_bce, masked_l1
+from adaptrack.track.inference.checkpoints import META_KEY, load_part_detector
+from adaptrack.track.inference.decoder import TrackerSettings, decode_parts, decode_subject, prior_maps
 from adaptrack.track.models import PartDetector, SubjectModel
-from adaptrack.track.temporal import RegionMapBuffer
+from adaptrack.track.train.batch import augment
+from adaptrack.track.train.losses import focal_loss, hard_negative_weights, map_bce, masked_l1
+from adaptrack.track.train.temporal import RegionMapBuffer
 
 # Models and images are kept channels-last: the convolutions of a training step run about 1.5× faster
 # on CPU (and use the tensor cores' layout on GPU); the values are the same.
@@ -182,7 +182,7 @@ class TrackerModule(pl.LightningModule):
             template against the prior and to come back. With ``self_prior_prob`` the following
             frames keep the model's own prior, so a drawn swap lasts until the model leaves the
             neighbour. 0 disables it.
-        tracker: How the tracker decodes the maps (:class:`~adaptrack.track.decoder.TrackerSettings`,
+        tracker: How the tracker decodes the maps (:class:`~adaptrack.track.inference.decoder.TrackerSettings`,
             ``model.tracker`` in YAML), recorded under ``"tracker"`` in the checkpoint. Training
             uses its ``prior_sigma`` (the motion prior) and ``window_power`` (the closed-loop
             rollouts); the validation that picks checkpoints decodes with ``window_power`` and
@@ -242,7 +242,7 @@ class TrackerModule(pl.LightningModule):
     # ---------------------------------------------------------------------------------- maps
     def prior_maps(self, boxes: torch.Tensor, map_hw: tuple[int, int], ratio: tuple[float, float],
                    ) -> torch.Tensor:
-        """Motion prior (:func:`~adaptrack.track.decoder.prior_maps`); ``(N, 4) -> (N, 1, h, w)``."""
+        """Motion prior (:func:`~adaptrack.track.inference.decoder.prior_maps`); ``(N, 4) -> (N, 1, h, w)``."""
         return prior_maps(boxes, map_hw, ratio, self.tracker.prior_sigma)
 
     def _previous_boxes(self, batch: ClipBatch, jitter: float) -> torch.Tensor:
@@ -438,7 +438,7 @@ class TrackerModule(pl.LightningModule):
     def validation_step(self, batch: ClipBatch, batch_idx: int) -> None:
         """Losses with the ground-truth prior; association rates both with that prior
         (``*_gt_prior``) and closed loop, each frame's prior on the model's own previous box as in
-        the :class:`~adaptrack.track.tracker.Tracker` (``val/part_hit``, ``val/wrong_person``: what
+        the :class:`~adaptrack.track.inference.tracker.Tracker` (``val/part_hit``, ``val/wrong_person``: what
         checkpoints are chosen by)."""
         maps = self.compute(batch)
         losses = self.losses(batch, maps, temporal=False)
@@ -458,7 +458,7 @@ class TrackerModule(pl.LightningModule):
         """Share of visible target parts whose element-product peak lies in the right / another part box.
 
         With ``part_window_sigma > 0`` the frames of each clip are decoded in time order as the
-        :class:`~adaptrack.track.tracker.Tracker` does: frame 0 (the template frame) at the element
+        :class:`~adaptrack.track.inference.tracker.Tracker` does: frame 0 (the template frame) at the element
         product maximum, every later frame with the part window at the previous frame's part.
         """
         N, K, h, w = maps["product"].shape

@@ -6,8 +6,8 @@ import math
 
 import torch
 
-from adaptrack.track.batch import flip_batch, random_crop_batch
 from adaptrack.track.data.types import ClipBatch
+from adaptrack.track.train.batch import flip_batch, random_crop_batch
 
 
 def _pixel(frames: torch.Tensor, box: torch.Tensor) -> torch.Tensor:

@@ -16,15 +16,15 @@ after the start where the target is annotated:
   error divided by the part size ``sqrt(w × h)``;
 * hidden part (per frame where the target is annotated but its part is not — hidden behind someone,
   less than half visible in the generator's data): **abstain** (the tracker reports the part hidden,
-  :attr:`~adaptrack.track.tracker.PartResult.visible` False: correct), **wrong person** (reported on
+  :attr:`~adaptrack.track.inference.tracker.PartResult.visible` False: correct), **wrong person** (reported on
   another person's part) or **false report** (reported anywhere else). Methods that cannot abstain
   (the bare element product, the baselines) never score an abstention.
 
 Part association methods, all on the same part detector output:
 
 * ``element product`` — the patent (claims 5–6): the maximum of the element product;
-* the :class:`~adaptrack.track.tracker.Tracker`'s output when its decoding differs from the bare
-  product (:attr:`~adaptrack.track.tracker.TrackerSettings.output_name`): ``+ part window`` (the
+* the :class:`~adaptrack.track.inference.tracker.Tracker`'s output when its decoding differs from the bare
+  product (:attr:`~adaptrack.track.inference.tracker.TrackerSettings.output_name`): ``+ part window`` (the
   element product times a Gaussian at the part's previous position), ``heat^γ x region`` (a part
   ``part_exponent`` γ < 1), or both;
 * ``(a) peak in box`` — the part-map maximum inside a person box;
@@ -63,7 +63,6 @@ from adaptrack.common.report import format_table
 from adaptrack.track.data.frames import load_frame
 from adaptrack.track.data.posetrack import read_posetrack_dir
 from adaptrack.track.data.types import FrameAnn, PersonAnn, SequenceAnn
-from adaptrack.track.datamodule import annotation_dir, part_specs
 from adaptrack.track.geometry import (
     box_centre,
     box_iou,
@@ -72,7 +71,8 @@ from adaptrack.track.geometry import (
     local_peaks,
     points_in_boxes,
 )
-from adaptrack.track.tracker import PartMaps, Tracker, TrackResult, load_tracker
+from adaptrack.track.inference.tracker import PartMaps, Tracker, TrackResult, load_tracker
+from adaptrack.track.train.datamodule import annotation_dir, part_specs
 
 COLUMNS = ["method", "model", "box", "AUC", "P@20", "hit %", "wrong %", "wrong 95% CI", "miss %", "err/size",
            "frames", "abstain % (hidden)", "wrong % (hidden)", "false % (hidden)", "hidden", "FPS"]
@@ -504,7 +504,7 @@ def evaluate(checkpoints: list[str], data: str, names: list[str] | None = None, 
         peak_threshold: Baseline (b)'s smallest part peak.
         output: Folder for ``metrics.json`` and ``table.md``; nothing written when unset.
         threads: torch / onnxruntime intra-op threads.
-        settings: :class:`~adaptrack.track.decoder.TrackerSettings` fields that override every
+        settings: :class:`~adaptrack.track.inference.decoder.TrackerSettings` fields that override every
             tracker's recorded ones, e.g. ``'{gate: 0.3, motion: velocity}'``.
         part_window: Shorthand for ``settings`` ``part_window`` (σ as a fraction of the part size;
             0 turns it off); default: each checkpoint's own setting.

@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw
 
 from adaptrack.common.errors import DataError
 from adaptrack.common.files import atomic_path, atomic_write
-from adaptrack.track.tracker import TrackResult, load_tracker
+from adaptrack.track.inference.tracker import TrackResult, load_tracker
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -119,7 +119,7 @@ def run(checkpoint: str, source: str, box: list[float], output: str = "runs/trac
         max_frames: Stop after this many frames.
         fps: Frame rate of the annotated video.
         threads: torch / onnxruntime intra-op threads.
-        settings: :class:`~adaptrack.track.decoder.TrackerSettings` fields overriding the recorded
+        settings: :class:`~adaptrack.track.inference.decoder.TrackerSettings` fields overriding the recorded
             ones, e.g. ``'{gate: 0.3, part_gate: 0.1}'``.
 
     Returns:
