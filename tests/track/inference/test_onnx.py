@@ -78,3 +78,25 @@ def test_stride4_models_with_region_branch_export_and_agree(tmp_path: Path,
     assert ort_t.map_hw == (16, 16) and ort_t.settings == settings
     torch_t = Tracker(TorchBackend(part, subject), ["head"], stride=4, input_size=64, settings=settings)
     _assert_trackers_agree(torch_t, ort_t, batch_factory(B=1, T=3))
+
+
+LEVERS_ON = {"motion": "velocity", "gate": 0.2, "redetect": True, "redetect_min": 0.1, "memory_weight": 0.3,
+             "memory_threshold": 0.0, "memory_interval": 2, "distractor_weight": 2.0, "jump_penalty": 1.0,
+             "part_gate": 0.05}
+
+
+def test_onnxruntime_agrees_with_pytorch_with_every_lever_on(export_dir: Path, tracker_ckpt: Path,
+                                                             batch_factory: Callable[..., ClipBatch]) -> None:
+    """The new outputs too: occluded, re-detected and each part's visible flag."""
+    torch_t, ort_t = load_tracker(tracker_ckpt, **LEVERS_ON), load_tracker(export_dir, threads=1, **LEVERS_ON)
+    assert torch_t.settings == ort_t.settings
+    clip = batch_factory(B=1, T=6)
+    box = tuple(clip.target_box[0, 0].tolist())
+    torch_t.initialize(clip.frames[0, 0], box)
+    ort_t.initialize(clip.frames[0, 0], box)
+    for t in range(1, clip.frames.shape[1]):
+        a, b = torch_t.track(clip.frames[0, t]), ort_t.track(clip.frames[0, t])
+        assert (a.occluded, a.redetected) == (b.occluded, b.redetected)
+        assert [p.visible for p in a.parts] == [p.visible for p in b.parts]
+        assert np.allclose(a.box, b.box, atol=BOX_ATOL)
+        assert np.allclose(a.parts[0].position, b.parts[0].position, atol=BOX_ATOL)
