@@ -1,16 +1,21 @@
 """End-to-end tracker speed: both models + decoding, 256x256 input, batch 1, PyTorch and onnxruntime.
 
     python benchmarks/track_speed.py --checkpoint runs/crowded/tracker/best.ckpt --threads 2
+    python benchmarks/track_speed.py --checkpoint runs/crowded/tracker/best.ckpt --levers all   # levers on
 
 Without ``--checkpoint`` the default-sized networks are benchmarked with random weights (speed does
 not depend on the weights). Frames come from one generated ``crowded`` sequence (256x256), so the
 timing includes the per-frame preprocessing, the motion prior, both networks, the element product and
 the decoding of the subject box and every part. Targets: >= 60 frames/s PyTorch, >= 100 frames/s ORT.
+``--levers all`` switches on every lever of ``benchmarks/track_levers.py`` (``all`` row), or give a
+row name of it, or ``--settings`` a JSON object of :class:`TrackerSettings` fields.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import statistics
 import sys
 import tempfile
@@ -49,7 +54,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", help="tracker checkpoint of `adaptrack track fit` (default: random weights)")
     parser.add_argument("--frames", type=int, default=500, help="timed frames per backend")
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads (torch and onnxruntime)")
+    parser.add_argument("--levers", help="a row of benchmarks/track_levers.py (e.g. all) whose settings to use")
+    parser.add_argument("--settings", default="{}", help="JSON TrackerSettings overrides (after --levers)")
     args = parser.parse_args(argv)
+    overrides: dict = {}
+    if args.levers:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from track_levers import LEVERS, variants
+
+        rows = variants(LEVERS)
+        if args.levers not in rows:
+            parser.error(f"--levers must be one of {sorted(rows)}")
+        overrides.update(rows[args.levers])
+    overrides.update(json.loads(args.settings))
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         generate_dataset(Path(tmp) / "data", n_sequences=1, n_frames=40, preset="crowded", seed=12345,
@@ -58,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         frames = [load_frame(f.path) for f in seq.frames]  # (3, 256, 256) uint8 each
         box = seq.frames[0].person(seq.target_track or 0).box
         if args.checkpoint:
-            torch_tracker = load_tracker(args.checkpoint)
+            torch_tracker = load_tracker(args.checkpoint, **overrides)
             part, subject, _ = load_models(args.checkpoint)
         else:
             torch.manual_seed(0)
@@ -66,10 +83,11 @@ def main(argv: list[str] | None = None) -> int:
             part = PartDetector(fine_maps=True).eval()
             subject = SubjectModel(region_dilations=(2, 4), fine_maps=True).eval()
             # and the decoding settings of tracker.yaml (both motion windows on)
-            settings = TrackerSettings(prior_sigma=0.2, window_power=2.0, part_window=0.15)
+            settings = dataclasses.replace(TrackerSettings(prior_sigma=0.2, window_power=2.0, part_window=0.15),
+                                           **overrides)
             torch_tracker = Tracker(TorchBackend(part, subject), ["head"], subject.stride, settings=settings)
         export_models(part, subject, Path(tmp) / "onnx", torch_tracker.parts, settings=torch_tracker.settings)
-        ort_tracker = load_tracker(Path(tmp) / "onnx", threads=args.threads)
+        ort_tracker = load_tracker(Path(tmp) / "onnx", threads=args.threads, **overrides)
         rows = []
         for name, tracker, target in (("PyTorch", torch_tracker, 60), ("onnxruntime", ort_tracker, 100)):
             times = measure(tracker, frames, box, args.frames)
@@ -80,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                          "met": "yes" if fps >= target else "NO"})
     n_params = sum(p.numel() for p in part.parameters()) + sum(p.numel() for p in subject.parameters())
     print(format_table(rows, title=f"end to end, 256x256, batch 1, {args.threads} threads, {args.frames} frames, "
+                                   f"levers {torch_tracker.settings.levers or 'off'}, "
                                    f"{n_params / 1e3:.0f}k parameters ({'trained' if args.checkpoint else 'random'})"))
     return 0 if all(r["met"] == "yes" for r in rows) else 1
 
