@@ -66,6 +66,14 @@ def test_readme_tracking_commands_run_in_order_from_an_empty_folder(tmp_path: Pa
     assert json.loads((tmp_path / "runs" / "track" / "onnx" / "meta.json").read_text())["input_size"] == 64
     frames = json.loads((tmp_path / "runs" / "track" / "run" / "tracks.json").read_text())["frames"]
     assert len(frames) == 6 and "visible" in frames[1]["parts"][0]
+    # the third embodiment over an in-order pass (region maps kept across batches)
+    temporal = ["fit", "--config", f"{ROOT}/configs/track/tracker.yaml", "--config",
+                f"{ROOT}/configs/track/tracker_temporal_pass.yaml", *TINY_FIT, "--data.clip_len", "2"]
+    assert main([*temporal, "--data.train_dir", "data/crowded", "--data.val_dir", "data/crowded",
+                 "--data.max_stride", "1"]) == 0
+    assert (tmp_path / "runs" / "track" / "tracker_temporal_pass" / "checkpoints" / "last.ckpt").is_file()
+    assert main([*temporal, "--data.train_dir", "data/crowded", "--data.val_dir", "data/crowded",
+                 "--data.max_stride", "4"]) == 2  # strides the store could never continue
 
 
 def test_a_missing_split_names_the_split_to_generate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

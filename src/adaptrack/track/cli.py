@@ -61,6 +61,7 @@ class TrackCLI(LightningCLI):
         parser.link_arguments("data.parts", "model.parts")
         if self.model_class is TrackerModule:  # recorded in the checkpoint: the tracker runs at this size
             parser.link_arguments("data.image_size", "model.input_size")
+            parser.link_arguments("data.clip_order", "model.clip_order")
         parser.add_lightning_class_args(BestAndLastCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.monitor": "val/loss", "checkpoint.mode": "min",
                              "checkpoint.filename": "best", "checkpoint.save_last": True,

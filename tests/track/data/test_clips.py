@@ -147,3 +147,34 @@ def test_frame_file_not_matching_annotations_is_an_error(tmp_path: Path) -> None
     Image.fromarray(np.zeros((5, 5, 3), np.uint8)).save(seq.frames[1].path)
     with pytest.raises(DataError, match=r"000001\.png: frame 2: file is 5x5"):
         ClipDataset([seq], 2)[0]
+
+
+def test_sequential_clips_continue_each_stream_in_the_next_batch(tmp_path: Path) -> None:
+    """Row b of every batch continues row b of the previous one (the region-map store's order)."""
+    from adaptrack.track.data.clips import SequentialClips
+
+    seqs = [make_sequence(tmp_path, f"s{i}", [[0, 1]] * 20) for i in range(3)]
+    pool = ClipDataset(seqs, clip_len=3, require_template_part=True)
+    ds = SequentialClips(pool, streams=2, length=13, max_stride=2, seed=3)
+    assert len(ds) == 12  # a multiple of the streams
+    clips = [ds[i] for i in range(len(ds))]
+    continued = 0
+    for step in range(1, 6):
+        for slot in range(2):
+            prev, cur = clips[(step - 1) * 2 + slot], clips[step * 2 + slot]
+            stride = prev.frame_indices[1] - prev.frame_indices[0]
+            assert cur.frame_indices[1] - cur.frame_indices[0] >= 1
+            if (cur.sequence, cur.track_id) == (prev.sequence, prev.track_id) and \
+                    cur.frame_indices[0] == prev.frame_indices[-1] + stride:
+                continued += 1
+            else:  # a new stream starts only where the old one could not go on
+                assert prev.frame_indices[-1] + stride * 3 > 19
+    assert continued >= 6
+    def draw() -> list[tuple]:
+        return [(c.sequence, c.track_id, tuple(c.frame_indices)) for c in (ds[i] for i in range(len(ds)))]
+
+    first = draw()
+    ds.set_epoch(0)
+    assert draw() == first  # deterministic by (seed, epoch)
+    ds.set_epoch(1)
+    assert draw() != first

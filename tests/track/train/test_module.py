@@ -178,3 +178,25 @@ def test_distractor_priors_change_the_subject_maps_but_not_the_targets(
     assert torch.isfinite(losses["loss"])
     with pytest.raises(ValueError, match="distractor_prior_prob"):
         TrackerModule(str(part_ckpt), distractor_prior_prob=1.5, **tiny)
+
+
+@pytest.mark.parametrize("order, reached", [("random", False), ("sequential", True)])
+def test_an_in_order_pass_keeps_the_region_map_store_across_batches(order: str, reached: bool, tiny: dict,
+                                                                    tmp_path: Path, part_ckpt: Path) -> None:
+    """Clips of 2 frames with n = 2: only maps stored in the previous batch can feed the term."""
+    from tests.track.conftest import make_batch
+
+    first, second = make_batch(B=2, T=2), make_batch(B=2, T=2)
+    second.frame_indices = [[2, 3]] * 2  # continues first's frames 0-1 of the same streams
+    module = TrackerModule(str(part_ckpt), temporal_n=2, clip_order=order, **{**tiny, "flip_prob": 0.0})
+    seen: list[float] = []
+
+    class Record(pl.Callback):
+        def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: object,
+                               batch: object, batch_idx: int) -> None:
+            seen.append(float(trainer.callback_metrics["train/temporal_step"]))
+
+    trainer = pl.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=tmp_path, callbacks=[Record()])
+    trainer.fit(module, train_dataloaders=DataLoader([first, second], batch_size=None))
+    assert seen[0] == 0.0 and (seen[1] > 0) is reached

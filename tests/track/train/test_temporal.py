@@ -44,3 +44,19 @@ def test_streams_are_separate_and_maps_detached() -> None:
 def test_n_below_two_is_rejected() -> None:
     with pytest.raises(ValueError, match="n >= 2"):
         RegionMapBuffer(n=1)
+
+
+def test_maps_of_different_windows_and_flips_are_compared_on_the_frame_grid() -> None:
+    """A map stored from a window at x = 2 (mirrored) is read back at a window at x = 3."""
+    buf = RegionMapBuffer(n=2, max_gap=2)
+    stored = torch.arange(12.0).reshape(1, 3, 4)  # (K, h, w), window 4 wide at x = 2 of an 8-wide frame
+    for frame in (0, 1):
+        buf.push("a", frame, stored.flip(-1), origin=(2, 0), flipped=True, canvas_hw=(3, 8))
+    got = buf.average("a", 2, origin=(3, 0), flipped=False, window_hw=(3, 4))
+    assert got.shape == (1, 3, 4)
+    assert torch.equal(got[..., :3], stored[..., 1:])  # frame columns 3-5, seen by both windows
+    assert bool(got[..., 3].isnan().all())  # frame column 6 was never stored
+    mirrored = buf.average("a", 2, origin=(3, 0), flipped=True, window_hw=(3, 4))
+    assert torch.equal(mirrored[..., 1:], stored[..., 1:].flip(-1))
+    with pytest.raises(ValueError, match="does not fit"):
+        buf.push("a", 2, stored, origin=(6, 0), canvas_hw=(3, 8))

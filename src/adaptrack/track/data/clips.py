@@ -196,6 +196,79 @@ class ClipDataset(Dataset[Clip]):
         return load_frame(frame.path, self.size)  # (3, H, W) uint8
 
 
+class SequentialClips(Dataset[Clip]):
+    """An in-order pass over the sequences: ``streams`` tracks walked side by side, clip after clip.
+
+    Item ``i`` is step ``i // streams`` of stream slot ``i % streams``, so a loader with
+    ``batch_size = streams`` and no shuffling gives batches whose row b continues row b of the
+    previous batch: clip k + 1 of a stream starts ``stride`` frames after clip k's last frame. This is
+    the order the third embodiment's region-map store needs (¶63–70): maps stored while training on
+    one batch are the past of the next batch's frames. A stream is a (sequence, track) drawn at
+    random, walked from the first frame it can start at with one stride drawn in
+    ``[1, max_stride]``; when the next clip would not fit (the sequence ends, or the target is not
+    visible at its start), the slot starts a new stream. :meth:`set_epoch` redraws the streams.
+
+    Args:
+        clips: The clip pool (its items, clip length and resizing are used).
+        streams: Parallel streams (the batch size).
+        length: Items per epoch (rounded down to a multiple of ``streams``, at least ``streams``).
+        max_stride: Largest stride of a stream.
+        seed: Seed of the stream draw.
+    """
+
+    def __init__(self, clips: ClipDataset, streams: int, length: int, max_stride: int = 1, seed: int = 0) -> None:
+        if streams < 1 or max_stride < 1:
+            raise ValueError(f"streams and max_stride must be >= 1, got {streams} and {max_stride}")
+        self.clips = clips
+        self.streams = streams
+        self.length = max(streams, length - length % streams)
+        self.max_stride = max_stride
+        self.seed = seed
+        self.startable = {(it.sequence, it.start, it.track_id) for it in clips.items}
+        self.first_start: dict[tuple[int, int], int] = {}
+        for it in clips.items:
+            key = (it.sequence, it.track_id)
+            self.first_start[key] = min(self.first_start.get(key, it.start), it.start)
+        self.pairs = sorted(self.first_start)
+        self.plan: list[tuple[int, int, int, int]] = []
+        self.set_epoch(0)
+
+    def _fits(self, sequence: int, start: int, track: int, stride: int) -> bool:
+        return (sequence, start, track) in self.startable and self.clips._fits(self.clips.sequences[sequence],
+                                                                             start, stride)
+
+    def _new_stream(self, rng: np.random.Generator) -> list[int]:
+        for _ in range(100):
+            sequence, track = self.pairs[int(rng.integers(len(self.pairs)))]
+            start = self.first_start[(sequence, track)]
+            stride = int(rng.integers(1, self.max_stride + 1))
+            while stride > 1 and not self._fits(sequence, start, track, stride):
+                stride -= 1
+            if self._fits(sequence, start, track, stride):
+                return [sequence, start, track, stride]
+        raise DataError(f"no stream of {self.clips.clip_len}-frame clips can be formed from the sequences")
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw this epoch's streams (deterministic by ``(seed, epoch)``)."""
+        rng = np.random.default_rng([self.seed, epoch])
+        slots = [self._new_stream(rng) for _ in range(self.streams)]
+        plan = []
+        for _ in range(self.length // self.streams):
+            for slot, (sequence, start, track, stride) in enumerate(slots):
+                plan.append((sequence, start, track, stride))
+                nxt = start + self.clips.clip_len * stride
+                slots[slot] = ([sequence, nxt, track, stride] if self._fits(sequence, nxt, track, stride)
+                               else self._new_stream(rng))
+        self.plan = plan
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __getitem__(self, index: int) -> Clip:
+        sequence, start, track, stride = self.plan[index]
+        return self.clips.make_clip(sequence, start, track, stride)
+
+
 def is_crowded_frame(frame: FrameAnn, track_id: int, radius: float) -> bool:
     """Whether the target's first part is hard to tell apart in ``frame``.
 

@@ -161,6 +161,10 @@ class ClipBatch:
         track_ids: ``(B,)`` int64 tracked person per clip.
         sequences: Sequence name per clip.
         frame_indices: Video frame indices per clip.
+        frame_size: ``(H, W)`` of the frames the clips were cut from (before any crop).
+        crop_origin: ``(B, 2)`` long x, y pixel of each clip's window in those frames (zeros
+            without a crop).
+        flipped: The frames were mirrored left-right after the crop (within each window).
     """
 
     frames: torch.Tensor
@@ -172,3 +176,18 @@ class ClipBatch:
     track_ids: torch.Tensor
     sequences: list[str]
     frame_indices: list[list[int]]
+    frame_size: tuple[int, int] | None = None
+    crop_origin: torch.Tensor | None = None
+    flipped: bool = False
+
+    @property
+    def full_size(self) -> tuple[int, int]:
+        """``(H, W)`` of the uncropped frames."""
+        return self.frame_size or (int(self.frames.shape[-2]), int(self.frames.shape[-1]))
+
+    @property
+    def origins(self) -> torch.Tensor:
+        """``(B, 2)`` crop origins (zeros without a crop)."""
+        if self.crop_origin is not None:
+            return self.crop_origin
+        return torch.zeros(self.frames.shape[0], 2, dtype=torch.long)

@@ -22,7 +22,8 @@ def flip_batch(batch: ClipBatch) -> ClipBatch:
     return dataclasses.replace(
         batch, frames=batch.frames.flip(-1), target_box=_flip_boxes(batch.target_box, W),
         target_parts=_flip_boxes(batch.target_parts, W), other_parts=_flip_boxes(batch.other_parts, W),
-        other_boxes=_flip_boxes(batch.other_boxes, W), template_box=_flip_boxes(batch.template_box, W))
+        other_boxes=_flip_boxes(batch.other_boxes, W), template_box=_flip_boxes(batch.template_box, W),
+        flipped=not batch.flipped)
 
 
 def _shift_boxes(boxes: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, size: int) -> torch.Tensor:
@@ -37,7 +38,8 @@ def _shift_boxes(boxes: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, size: 
     return out.masked_fill(~inside[..., None], float("nan"))
 
 
-def random_crop_batch(batch: ClipBatch, size: int, generator: torch.Generator | None = None) -> ClipBatch:
+def random_crop_batch(batch: ClipBatch, size: int, generator: torch.Generator | None = None,
+                      align: int = 8) -> ClipBatch:
     """Cut one ``size × size`` window per clip (the same in all its frames) around the template box.
 
     The window contains the template box centre and, where the frame allows, as much of the box as
@@ -49,9 +51,11 @@ def random_crop_batch(batch: ClipBatch, size: int, generator: torch.Generator | 
         batch: Clips with frames ``(B, T, 3, H, W)``.
         size: Window side (≤ H and W, a multiple of the network stride).
         generator: Random source.
+        align: Window corners on multiples of this many pixels (the maps' stride divides it), so
+            the windows' maps sit on the full frame's map grid (the region-map store relies on it).
 
     Returns:
-        The cropped batch, frames ``(B, T, 3, size, size)``.
+        The cropped batch, frames ``(B, T, 3, size, size)``, with its :attr:`ClipBatch.crop_origin`.
     """
     B = batch.frames.shape[0]
     H, W = batch.frames.shape[-2:]
@@ -65,7 +69,10 @@ def random_crop_batch(batch: ClipBatch, size: int, generator: torch.Generator | 
         hi = torch.minimum(centre, torch.full((B,), float(limit - size))).clamp(min=0)
         hi = torch.maximum(hi, lo)
         u = torch.rand(B, generator=generator)
-        starts.append((lo + u * (hi - lo)).floor().long())  # (B,)
+        start = (lo + u * (hi - lo)).floor().long()  # (B,)
+        snapped = torch.div(start, align, rounding_mode="floor") * align
+        snapped = torch.where(snapped < lo.ceil().long(), snapped + align, snapped)  # keep the centre inside
+        starts.append(snapped.clamp(0, (limit - size) // align * align))  # (B,) on the grid
     x0, y0 = starts
     frames = torch.stack([batch.frames[b, ..., int(y0[b]):int(y0[b]) + size, int(x0[b]):int(x0[b]) + size]
                           for b in range(B)])  # (B, T, 3, size, size)
@@ -77,7 +84,8 @@ def random_crop_batch(batch: ClipBatch, size: int, generator: torch.Generator | 
         batch, frames=frames, target_box=_shift_boxes(batch.target_box, dx, dy, size),
         target_parts=_shift_boxes(batch.target_parts, dx, dy, size),
         other_parts=_shift_boxes(batch.other_parts, dx, dy, size),
-        other_boxes=_shift_boxes(batch.other_boxes, dx, dy, size), template_box=template)
+        other_boxes=_shift_boxes(batch.other_boxes, dx, dy, size), template_box=template,
+        frame_size=(int(H), int(W)), crop_origin=torch.stack([x0, y0], dim=1))
 
 
 def augment(batch: ClipBatch, flip_prob: float, crop_size: int | None) -> ClipBatch:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 
 from adaptrack.common.errors import DataError
-from adaptrack.track.data.clips import ClipDataset, collate_clips
+from adaptrack.track.data.clips import ClipDataset, SequentialClips, collate_clips
 from adaptrack.track.data.posetrack import read_posetrack_dir
 from adaptrack.track.data.types import PartSpec, SequenceAnn
 
@@ -58,6 +59,10 @@ class TrackDataModule(pl.LightningDataModule):
         hard_share: Share of training clips drawn from crowded windows only (another person's part
             within ``hard_radius`` part sizes of the target's, or the target's part hidden), as
             hard-example mining; 0 draws uniformly. Validation always draws uniformly.
+        clip_order: ``random`` (default): clips drawn at random; ``sequential``: an in-order pass,
+            ``batch_size`` tracks walked side by side clip after clip
+            (:class:`~adaptrack.track.data.clips.SequentialClips`), so the third embodiment's
+            region-map store holds the past of every training clip (linked to ``model.clip_order``).
         hard_radius: Distance in target part sizes that makes a frame crowded.
     """
 
@@ -65,18 +70,21 @@ class TrackDataModule(pl.LightningDataModule):
                  parts: list[str] | None = None, part_size: float = 0.25, clip_len: int = 6,
                  max_stride: int = 2, image_size: int = 256, batch_size: int = 8,
                  samples_per_epoch: int = 256, val_samples: int = 64, num_workers: int = 0,
-                 seed: int = 0, hard_share: float = 0.0, hard_radius: float = 0.75) -> None:
+                 seed: int = 0, hard_share: float = 0.0, hard_radius: float = 0.75,
+                 clip_order: Literal["random", "sequential"] = "random") -> None:
         super().__init__()
         self.save_hyperparameters()
         self.parts = list(parts or ["head"])
-        self.train_set: ClipDataset | None = None
+        if clip_order not in ("random", "sequential"):
+            raise ValueError(f"clip_order must be 'random' or 'sequential', got {clip_order!r}")
+        self.train_set: ClipDataset | SequentialClips | None = None
         self.val_set: ClipDataset | None = None
 
     def _read(self, path: str, split: str) -> list[SequenceAnn]:
         specs = part_specs(self.parts, self.hparams.part_size)
         return read_posetrack_dir(annotation_dir(path, split), self.hparams.images_root, specs)
 
-    def _dataset(self, sequences: list[SequenceAnn], samples: int, seed: int, hard_share: float = 0.0,
+    def _dataset(self, sequences: list[SequenceAnn], samples: int | None, seed: int, hard_share: float = 0.0,
                  ) -> ClipDataset:
         s = self.hparams.image_size
         return ClipDataset(sequences, clip_len=self.hparams.clip_len, stride=1,
@@ -86,9 +94,14 @@ class TrackDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None and stage in (None, "fit"):
-            self.train_set = self._dataset(self._read(self.hparams.train_dir, "train"),
-                                           self.hparams.samples_per_epoch, self.hparams.seed,
-                                           self.hparams.hard_share)
+            sequences = self._read(self.hparams.train_dir, "train")
+            if self.hparams.clip_order == "sequential":
+                pool = self._dataset(sequences, None, self.hparams.seed)  # type: ignore[arg-type]
+                self.train_set = SequentialClips(pool, self.hparams.batch_size, self.hparams.samples_per_epoch,
+                                                 self.hparams.max_stride, self.hparams.seed)
+            else:
+                self.train_set = self._dataset(sequences, self.hparams.samples_per_epoch, self.hparams.seed,
+                                               self.hparams.hard_share)
         if self.val_set is None and self.hparams.val_dir and stage in (None, "fit", "validate"):
             self.val_set = self._dataset(self._read(self.hparams.val_dir, "val"),
                                          self.hparams.val_samples, self.hparams.seed + 1)

@@ -11,11 +11,12 @@ of the last ``n`` stored region maps is added (S108–S110).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
 
+from adaptrack.common.errors import ConfigError
 from adaptrack.common.training import as_group, check_finite, plain_hyperparameters
 from adaptrack.track.data.types import ClipBatch
 from adaptrack.track.geometry import (
@@ -192,6 +193,8 @@ class TrackerModule(pl.LightningModule):
             (gating, re-detection, memory, distractors, abstention) act in the tracker only.
         input_size: Side of the square network input the data module feeds (linked from
             ``data.image_size``), recorded so the tracker runs at the training size.
+        clip_order: How the data module orders training clips (linked from ``data.clip_order``):
+            ``sequential`` keeps the region-map store across batches (see :meth:`temporal_loss`).
     """
 
     def __init__(self, part_checkpoint: str, parts: list[str] | None = None,
@@ -205,7 +208,8 @@ class TrackerModule(pl.LightningModule):
                  flip_prob: float = 0.5, crop_size: int | None = 160, temporal_max_gap: int = 3,
                  region_dilations: list[int] | None = None, negative_boost: float = 0.0,
                  self_prior_prob: float = 0.0, distractor_prior_prob: float = 0.0,
-                 tracker: TrackerSettings = TrackerSettings(), input_size: int = 256) -> None:
+                 tracker: TrackerSettings = TrackerSettings(), input_size: int = 256,
+                 clip_order: Literal["random", "sequential"] = "random") -> None:
         super().__init__()
         self.save_hyperparameters()
         # validated here, so a bad YAML value fails before training rather than at inference
@@ -232,6 +236,23 @@ class TrackerModule(pl.LightningModule):
         if temporal_n == 1 or temporal_n < 0:
             raise ValueError(f"temporal_n must be 0 (off) or >= 2, got {temporal_n}")
         self.buffer = RegionMapBuffer(temporal_n, temporal_max_gap) if temporal_n else None
+        if clip_order not in ("random", "sequential"):
+            raise ValueError(f"clip_order must be 'random' or 'sequential', got {clip_order!r}")
+
+    def on_train_epoch_start(self) -> None:
+        """An in-order pass starts new streams each epoch: forget the stored maps."""
+        if self.buffer is not None:
+            self.buffer.clear()
+
+    def on_train_start(self) -> None:
+        """With an in-order pass, every stride the data draws must continue a stored stream."""
+        dm = getattr(self.trainer, "datamodule", None)
+        stride = getattr(getattr(dm, "hparams", None), "max_stride", None)
+        if self.hparams.clip_order == "sequential" and self.buffer is not None and stride is not None \
+                and stride > self.hparams.temporal_max_gap:
+            raise ConfigError(f"data.max_stride {stride} > model.temporal_max_gap {self.hparams.temporal_max_gap}: "
+                              "with clip_order sequential, clips of larger strides would never reach the "
+                              "temporal term; lower data.max_stride or raise model.temporal_max_gap")
 
     def train(self, mode: bool = True) -> TrackerModule:
         """Like :meth:`nn.Module.train`, but the frozen part detector stays in eval mode."""
@@ -398,9 +419,12 @@ class TrackerModule(pl.LightningModule):
         """Consistency with the moving average of the last n stored region maps (S108–S110).
 
         Frames are visited in time order; a frame's map is compared with the average of the n maps
-        stored before it (if its stream has n), then stored. Streams are keyed by (sequence, track);
-        the store is emptied before every training batch, because each clip is cut from a
-        different window (and maybe flipped), so maps of different clips are not comparable.
+        stored before it (if its stream has n), then stored. Streams are keyed by (sequence, track).
+        Maps are stored on the full frame's map grid (:class:`RegionMapBuffer`), so clips cut from
+        different windows or mirrored stay comparable. With ``clip_order: random`` the store is
+        emptied before every training batch (its clips are unrelated); with ``sequential`` (an
+        in-order pass, :class:`~adaptrack.track.data.clips.SequentialClips`) it is kept across
+        batches, and emptied at each epoch's start, so every clip reaches the term.
 
         Args:
             batch: The clips (for sequence, track and frame indices).
@@ -410,22 +434,30 @@ class TrackerModule(pl.LightningModule):
             Mean formula-(2) BCE over the frames that had n past maps (0 if none had).
         """
         assert self.buffer is not None
+        h, w = region.shape[-2:]
+        rx, ry = batch.frames.shape[-1] / w, batch.frames.shape[-2] / h  # pixels per map element
+        H, W = batch.full_size
+        canvas = (round(H / ry), round(W / rx))
+        origins = batch.origins
         terms = []
         for t in range(region.shape[1]):
             for b in range(region.shape[0]):
                 key = (batch.sequences[b], int(batch.track_ids[b]))
                 frame = int(batch.frame_indices[b][t])
-                avg = self.buffer.average(key, frame)
+                origin = (round(float(origins[b, 0]) / rx), round(float(origins[b, 1]) / ry))
+                avg = self.buffer.average(key, frame, origin, batch.flipped, (h, w))
                 if avg is not None:
-                    terms.append(map_bce(region[b, t], avg))
-                self.buffer.push(key, frame, region[b, t])
+                    covered = torch.isfinite(avg)
+                    if bool(covered.any()):
+                        terms.append(map_bce(region[b, t], avg.nan_to_num(0.0), covered))
+                self.buffer.push(key, frame, region[b, t], origin, batch.flipped, canvas)
         return torch.stack(terms).mean() if terms else region.sum() * 0.0
 
     # ------------------------------------------------------------------------------- lightning
     def training_step(self, batch: ClipBatch, batch_idx: int) -> torch.Tensor:
         clips = augment(batch, self.hparams.flip_prob, self.hparams.crop_size)
-        if self.buffer is not None:
-            self.buffer.clear()
+        if self.buffer is not None and self.hparams.clip_order == "random":
+            self.buffer.clear()  # unrelated clips: nothing stored is their past
         maps = self.compute(clips, jitter=self.hparams.prior_jitter, self_prior_prob=self.hparams.self_prior_prob,
                             distractor_prob=self.hparams.distractor_prior_prob)
         losses = self.losses(clips, maps, temporal=True)

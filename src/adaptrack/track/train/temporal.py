@@ -1,4 +1,11 @@
-"""Storage of past part region maps for the temporal-consistency loss (third embodiment, ¶63–70)."""
+"""Storage of past part region maps for the temporal-consistency loss (third embodiment, ¶63–70).
+
+Maps are stored on the full frame's map grid: a map computed on a crop window (and maybe mirrored)
+is un-mirrored and placed at the window's origin on a canvas of the whole frame, NaN elsewhere.
+The average for a later frame is cut out at that frame's window (and mirrored like it), so the
+maps of an in-order pass over a sequence stay comparable across training batches whose crops and
+flips differ; elements not covered by every stored map are NaN (the loss skips them).
+"""
 
 from __future__ import annotations
 
@@ -40,23 +47,64 @@ class RegionMapBuffer:
         last = self._last.get(key)
         return last is not None and 0 < frame_index - last <= self.max_gap
 
-    def average(self, key: Hashable, frame_index: int) -> torch.Tensor | None:
-        """Moving average of the last ``n`` stored maps (S110, ¶67) if ``frame_index`` continues them.
+    def average(self, key: Hashable, frame_index: int, origin: tuple[int, int] = (0, 0), flipped: bool = False,
+                window_hw: tuple[int, int] | None = None) -> torch.Tensor | None:
+        """Moving average of the last ``n`` stored maps (S110, ¶67) if ``frame_index`` continues them,
+        cut out at the current window.
+
+        Args:
+            key: Stream key.
+            frame_index: Video frame index of the current map.
+            origin: ``(x, y)`` of the current window on the map grid.
+            flipped: The current window is mirrored.
+            window_hw: ``(h, w)`` of the current map; ``None``: the whole canvas.
 
         Returns:
-            The mean map (same shape as the stored ones), or ``None`` while fewer than ``n`` maps of
-            a continuing stream are stored (S109: the loss is skipped).
+            The mean map in the current window's coordinates (NaN where a stored map does not cover
+            it), or ``None`` while fewer than ``n`` maps of a continuing stream are stored (S109:
+            the loss is skipped).
         """
         maps = self._maps.get(key)
         if maps is None or len(maps) < self.n or not self.continues(key, frame_index):
             return None
-        return torch.stack(list(maps)).mean(dim=0)
+        mean = torch.stack(list(maps)).mean(dim=0)  # NaN where any map is missing
+        if window_hw is None and tuple(origin) == (0, 0):
+            return mean.flip(-1) if flipped else mean
+        H, W = mean.shape[-2:]
+        h, w = window_hw or (H, W)
+        ox, oy = origin
+        window = mean[..., oy:oy + h, ox:ox + w]
+        return window.flip(-1) if flipped else window
 
-    def push(self, key: Hashable, frame_index: int, region: torch.Tensor) -> None:
-        """Store ``region`` (S108); a non-consecutive ``frame_index`` restarts the stream."""
+    def push(self, key: Hashable, frame_index: int, region: torch.Tensor, origin: tuple[int, int] = (0, 0),
+             flipped: bool = False, canvas_hw: tuple[int, int] | None = None) -> None:
+        """Store ``region (K, h, w)`` (S108); a non-consecutive ``frame_index`` restarts the stream.
+
+        Args:
+            key: Stream key.
+            frame_index: Video frame index of the map.
+            region: The map, computed on a window of the frame.
+            origin: ``(x, y)`` of the window on the full frame's map grid, in map elements.
+            flipped: The window was mirrored left-right (within itself).
+            canvas_hw: ``(h, w)`` of the full frame's map; ``None``: the window is the whole frame.
+        """
         if not self.continues(key, frame_index):
             self._maps[key] = deque(maxlen=self.n)
-        self._maps[key].append(region.detach().clone())
+        region = region.detach()
+        if flipped:
+            region = region.flip(-1)
+        if canvas_hw is None and tuple(origin) == (0, 0):  # the window is the whole frame
+            self._maps[key].append(region.clone())
+            self._last[key] = frame_index
+            return
+        h, w = region.shape[-2:]
+        H, W = canvas_hw or (h, w)
+        ox, oy = origin
+        if not (ox >= 0 and oy >= 0 and ox + w <= W and oy + h <= H):
+            raise ValueError(f"window {w}x{h} at {origin} does not fit the {W}x{H} canvas")
+        canvas = region.new_full((*region.shape[:-2], H, W), float("nan"))
+        canvas[..., oy:oy + h, ox:ox + w] = region
+        self._maps[key].append(canvas)
         self._last[key] = frame_index
 
     def clear(self) -> None:
