@@ -29,6 +29,7 @@ configs in ``configs/track/``); the others take ``--help``.
 
 from __future__ import annotations
 
+import importlib
 import sys
 import warnings
 from collections.abc import Callable
@@ -102,45 +103,25 @@ def build_cli(module: type, name: str, args: list[str], run: bool = True) -> Tra
                     parser_kwargs={"description": f"adaptrack track {name}: {module.__doc__.splitlines()[0]}"})
 
 
-def _generate(argv: list[str]) -> int:
-    """``adaptrack track generate``: the data layer's synthetic scene writer."""
-    from adaptrack.track.data.synth import generate
+def function_command(name: str, module: str, function: str) -> Callable[[list[str]], int]:
+    """A subcommand that parses its arguments into ``module.function``'s typed signature
+    (jsonargparse ``CLI``); the module is imported only when the subcommand runs."""
 
-    CLI(generate, args=argv, as_positional=False, prog="adaptrack track generate")
-    return 0
+    def command(argv: list[str]) -> int:
+        target = getattr(importlib.import_module(module), function)
+        CLI(target, args=argv, as_positional=False, prog=f"adaptrack track {name}")
+        return 0
 
-
-def _run(argv: list[str]) -> int:
-    """``adaptrack track run``: track one person through a frame folder or a video."""
-    from adaptrack.track.inference.run import run
-
-    CLI(run, args=argv, as_positional=False, prog="adaptrack track run")
-    return 0
-
-
-def _evaluate(argv: list[str]) -> int:
-    """``adaptrack track evaluate``: metrics and baselines on a PoseTrack18-format set."""
-    from adaptrack.track.evaluation.evaluate import evaluate
-
-    CLI(evaluate, args=argv, as_positional=False, prog="adaptrack track evaluate")
-    return 0
-
-
-def _export(argv: list[str]) -> int:
-    """``adaptrack track export``: both models as ONNX, checked against PyTorch."""
-    from adaptrack.track.inference.onnx_export import export
-
-    CLI(export, args=argv, as_positional=False, prog="adaptrack track export")
-    return 0
+    return command
 
 
 COMMANDS: dict[str, Callable[[list[str]], object]] = {
     "fit-parts": lambda argv: build_cli(PartDetectorModule, "parts", argv),
     "fit": lambda argv: build_cli(TrackerModule, "tracker", argv),
-    "run": _run,
-    "evaluate": _evaluate,
-    "export": _export,
-    "generate": _generate,
+    "run": function_command("run", "adaptrack.track.inference.run", "run"),
+    "evaluate": function_command("evaluate", "adaptrack.track.evaluation.evaluate", "evaluate"),
+    "export": function_command("export", "adaptrack.track.inference.onnx_export", "export"),
+    "generate": function_command("generate", "adaptrack.track.data.synth", "generate"),
 }
 """Each subcommand's function of its arguments."""
 
