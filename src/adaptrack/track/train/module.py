@@ -236,6 +236,7 @@ class TrackerModule(pl.LightningModule):
         if temporal_n == 1 or temporal_n < 0:
             raise ValueError(f"temporal_n must be 0 (off) or >= 2, got {temporal_n}")
         self.buffer = RegionMapBuffer(temporal_n, temporal_max_gap) if temporal_n else None
+        self.temporal_share = 0.0
         if clip_order not in ("random", "sequential"):
             raise ValueError(f"clip_order must be 'random' or 'sequential', got {clip_order!r}")
 
@@ -411,6 +412,7 @@ class TrackerModule(pl.LightningModule):
         if temporal and self.buffer is not None:
             l_tc = self.temporal_loss(batch, maps["region"].reshape(B, T, K, h, w))
             out["temporal"] = l_tc
+            out["temporal_share"] = torch.tensor(self.temporal_share)  # frames that reached the term
             loss = loss + self.hparams.temporal_weight * l_tc
         out["loss"] = loss
         return out
@@ -431,7 +433,8 @@ class TrackerModule(pl.LightningModule):
             region: ``(B, T, K, h, w)`` current region maps.
 
         Returns:
-            Mean formula-(2) BCE over the frames that had n past maps (0 if none had).
+            Mean formula-(2) BCE over the frames that had n past maps (0 if none had); the share
+            of frames that had them is kept in ``temporal_share`` (logged as ``train/temporal_share``).
         """
         assert self.buffer is not None
         h, w = region.shape[-2:]
@@ -451,6 +454,7 @@ class TrackerModule(pl.LightningModule):
                     if bool(covered.any()):
                         terms.append(map_bce(region[b, t], avg.nan_to_num(0.0), covered))
                 self.buffer.push(key, frame, region[b, t], origin, batch.flipped, canvas)
+        self.temporal_share = len(terms) / max(1, region.shape[0] * region.shape[1])
         return torch.stack(terms).mean() if terms else region.sum() * 0.0
 
     # ------------------------------------------------------------------------------- lightning
