@@ -256,3 +256,19 @@ def test_load_tracker_applies_overrides_over_the_recorded_settings(tracker_ckpt:
     assert tuned.input_size == recorded.input_size == 64  # the training size, from the checkpoint
     with pytest.raises(ValueError, match="unknown tracker settings"):
         load_tracker(tracker_ckpt, gates=0.3)
+
+
+def test_redetection_interval_searches_every_kth_occluded_frame() -> None:
+    class Counting(_Scripted):
+        searches = 0
+
+        def subject(self, image: torch.Tensor, kernel: torch.Tensor, prior: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            if bool((prior == 1).all()):
+                Counting.searches += 1
+            return super().subject(image, kernel, prior)
+
+    backend = Counting([{4: 0.1}] * 8, flat_peaks={13: 0.3})  # never clear enough to re-acquire
+    tracker = _tracker(backend, gate=0.3, redetect=True, redetect_interval=3)
+    tracker.initialize(BLACK, _box_at(4))
+    assert all(tracker.track(BLACK).occluded for _ in range(7))
+    assert Counting.searches == 3  # occluded frames 1, 4 and 7

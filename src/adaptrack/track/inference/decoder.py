@@ -111,6 +111,8 @@ class TrackerSettings:
             prior) and re-acquire the target when the response is clearly the best; needs ``gate``.
         redetect_min: Smallest subject score that re-acquires.
         redetect_margin: The re-acquired peak must be at least this many times the second peak.
+        redetect_interval: Search on every this-many-th frame of an occlusion (the first included):
+            each search is a second subject pass, so 1 costs the most.
         memory_weight: Weight of the second template in the kernel, ``(1 - w) × first + w ×
             memory``; 0 keeps the first template alone.
         memory_threshold: Smallest subject score of a frame whose box refreshes the memory template.
@@ -135,6 +137,7 @@ class TrackerSettings:
     redetect: bool = False
     redetect_min: float = 0.5
     redetect_margin: float = 2.0
+    redetect_interval: int = 1
     memory_weight: float = 0.0
     memory_threshold: float = 0.6
     memory_interval: int = 5
@@ -154,7 +157,7 @@ class TrackerSettings:
                 raise ValueError(f"tracker setting {name} must be a finite number >= 0, got {value}")
         if not 0 <= self.memory_weight <= 1:
             raise ValueError(f"tracker setting memory_weight must be in [0, 1], got {self.memory_weight}")
-        for name in ("memory_interval", "top_k"):
+        for name in ("memory_interval", "top_k", "redetect_interval"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"tracker setting {name} must be >= 1, got {getattr(self, name)}")
         if self.motion not in ("last", "velocity"):
@@ -457,6 +460,7 @@ class FrameDecoder:
     target_hist: torch.Tensor | None = None
     distractors: list[_Distractor] = field(default_factory=list)
     frames_since_memory: int = 0
+    occluded_run: int = 0  # consecutive occluded frames so far
 
     @property
     def map_hw(self) -> tuple[int, int]:
@@ -475,7 +479,7 @@ class FrameDecoder:
         """
         s = self.settings
         self.kernel = self.backend.template(x, box[None])  # (1, C, kh, kw)
-        self.memory, self.frames_since_memory = None, 0
+        self.memory, self.frames_since_memory, self.occluded_run = None, 0, 0
         self.box = box.clone()
         self.kalman = BoxKalman(box, s.motion_noise) if s.motion == "velocity" else None
         self.part_centre = self.part_size = None
@@ -522,7 +526,8 @@ class FrameDecoder:
         hidden_parts = s.part_gate > 0 and bool((parts[2] < s.part_gate).all())
         if (s.gate > 0 and score < s.gate) or (s.coast_on_hidden_part and hidden_parts):
             occluded = True
-            found = self._redetect(x, predicted) if s.redetect else None
+            search = s.redetect and self.occluded_run % s.redetect_interval == 0
+            found = self._redetect(x, predicted) if search else None
             if found is not None:
                 box, score, region = found
                 occluded, redetected = False, True
@@ -537,6 +542,7 @@ class FrameDecoder:
         if s.part_gate > 0:
             visible &= pscore >= s.part_gate
         if update:
+            self.occluded_run = self.occluded_run + 1 if occluded else 0
             self._update(x, box, score, occluded, redetected, pos, psize, visible)
         elif s.part_window > 0:
             self.part_centre, self.part_size = pos.clone(), psize.clone()
