@@ -527,11 +527,12 @@ class FrameDecoder:
         if (s.gate > 0 and score < s.gate) or (s.coast_on_hidden_part and hidden_parts):
             occluded = True
             search = s.redetect and self.occluded_run % s.redetect_interval == 0
-            found = self._redetect(x, predicted) if search else None
-            if found is not None:
+            found = self._redetect(x) if search else None
+            if found is not None:  # the parts' window moves with the box to where it was found
                 box, score, region = found
                 occluded, redetected = False, True
-                parts = self._parts(part_heat, region, part_size_map, part_offset_map, None)
+                parts = self._parts(part_heat, region, part_size_map, part_offset_map,
+                                    box_centre(box) - box_centre(self.box))
             else:
                 box = predicted
         if occluded:  # parts move with the coasting box and are not trusted
@@ -617,8 +618,7 @@ class FrameDecoder:
             d.box = torch.cat([d.box[:2] + d.velocity, d.box[2:]])
         self.distractors = [d for d in self.distractors if d.missed <= 10]
 
-    def _redetect(self, x: torch.Tensor, predicted: torch.Tensor,
-                  ) -> tuple[torch.Tensor, float, torch.Tensor] | None:
+    def _redetect(self, x: torch.Tensor) -> tuple[torch.Tensor, float, torch.Tensor] | None:
         """Whole-frame search with a flat prior; the box, heat and region maps of a clear winner."""
         s = self.settings
         h, w = self.map_hw
