@@ -471,13 +471,12 @@ def protocol_line(counts: dict[str, int], init_visibility: float | None) -> str:
     start = ("each track starts at its first annotated frame (primary protocol)" if init_visibility is None else
              f"each track starts at the first frame with its parts at least {init_visibility:.0%} visible "
              "(secondary protocol)")
-    left = [f"{n} {reason}" for reason, n in counts.items() if reason != "scored" and n]
     why = {"too short": "annotated in no frame before the sequence's last",
            "never visible": "never that visible before the last frame",
            "over max_tracks": "beyond --max_tracks"}
-    reasons = "; ".join(f"{n} {why[r]}" for r, n in counts.items() if r != "scored" and n)
+    reasons = "; ".join(f"{counts[r]} {text}" for r, text in why.items() if counts[r])
     return f"{start}; {counts['scored']} tracks scored, " + (
-        f"{sum(counts[r] for r in why)} left out ({reasons})" if left else "none left out")
+        f"{sum(counts[r] for r in why)} left out ({reasons})" if reasons else "none left out")
 
 
 def evaluate(checkpoints: list[str], data: str, names: list[str] | None = None, images_root: str | None = None,
