@@ -28,8 +28,11 @@ from adaptrack.adapt.predict import PredictionCSVWriter
 from adaptrack.adapt.report import REPORT_COLUMNS, AdaptationReport
 from adaptrack.common.cli import (
     active_config,
+    add_resume_arguments,
     add_threads_argument,
+    apply_deterministic,
     apply_threads_and_log_root,
+    continue_run_folder,
     run_command,
     trainer_defaults,
 )
@@ -61,6 +64,7 @@ class AdaptCLI(LightningCLI):
         parser.add_lightning_class_args(AdaptationReport, "report")
         parser.add_lightning_class_args(PredictionCSVWriter, "predictions")
         add_threads_argument(parser)
+        add_resume_arguments(parser)
 
     def _parse_ckpt_path(self) -> None:
         """Take the model's hyperparameters from ``--ckpt_path`` (LightningCLI), and the input format too.
@@ -85,6 +89,8 @@ class AdaptCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         """Apply ``--threads`` before anything runs; default loggers follow ``trainer.default_root_dir``."""
         apply_threads_and_log_root(active_config(self), DEFAULT_ROOT)
+        apply_deterministic(active_config(self))
+        continue_run_folder(active_config(self))
 
     def before_fit(self) -> None:
         """Load and prepare the training sets before the trainer starts, so that a bad option or file

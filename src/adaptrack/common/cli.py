@@ -13,12 +13,16 @@ with their own code; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from lightning.pytorch import seed_everything
 
 from adaptrack.common.errors import ConfigError, DataError, MissingDataError
+from adaptrack.common.resume import StepRandomness
 from adaptrack.common.training import NonFiniteLossError
 
 if TYPE_CHECKING:
@@ -59,6 +63,7 @@ def trainer_defaults(root: str, name: str | None = None, callbacks: list[Any] | 
         "default_root_dir": folder,
         "log_every_n_steps": log_every_n_steps,
         "num_sanity_val_steps": 0,
+        "plugins": [{"class_path": "adaptrack.common.resume.AtomicCheckpointIO"}],
         "logger": [
             {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": folder, "name": "logs"}},
             {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
@@ -73,6 +78,45 @@ def trainer_defaults(root: str, name: str | None = None, callbacks: list[Any] | 
 def add_threads_argument(parser: LightningArgumentParser) -> None:
     """Add ``--threads`` (default :data:`DEFAULT_THREADS`) to a LightningCLI parser."""
     parser.add_argument("--threads", type=int | None, default=DEFAULT_THREADS, help=THREADS_HELP)
+
+
+DETERMINISTIC_HELP = (
+    "one switch for bit-exact runs: seed everything (seed_everything, or 0 when it is not a number), "
+    "turn on torch's deterministic algorithms (trainer.deterministic) and seed data-loader workers"
+)
+
+
+RESUMABLE_LOADER_WARNING = ".*You're resuming from a checkpoint that ended before the epoch ended.*"
+"""Lightning's warning for a mid-epoch restart with loaders it cannot rewind; ours skip the trained
+batches themselves (:func:`~adaptrack.common.resume.fit_position`), so both CLIs silence it."""
+
+
+def add_resume_arguments(parser: LightningArgumentParser) -> None:
+    """Add ``--randomness`` (:class:`~adaptrack.common.resume.StepRandomness`, always on) and ``--deterministic``.
+
+    Also silences :data:`RESUMABLE_LOADER_WARNING`.
+    """
+    warnings.filterwarnings("ignore", message=RESUMABLE_LOADER_WARNING)
+    parser.add_lightning_class_args(StepRandomness, "randomness")
+    parser.add_argument("--deterministic", type=bool, default=False, help=DETERMINISTIC_HELP)
+
+
+def apply_deterministic(config: Namespace) -> None:
+    """With ``deterministic: true``: seed everything with a fixed seed and set ``trainer.deterministic``.
+
+    Call from ``LightningCLI.before_instantiate_classes`` (after LightningCLI drew or set the seed):
+    a seed given as a number is kept; ``seed_everything: true`` (a new random seed each run) becomes 0,
+    so two runs with the flag are the same run.
+    """
+    if not config.get("deterministic", False):
+        return
+    seed = config.get("seed_everything")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        seed = 0
+    config.seed_everything = seed
+    seed_everything(seed, workers=True, verbose=False)
+    if config.get("trainer") is not None:
+        config.trainer.deterministic = True
 
 
 def active_config(cli: LightningCLI) -> Namespace:
@@ -102,6 +146,36 @@ def apply_threads_and_log_root(config: Namespace, default_root: str) -> None:
         args = getattr(logger, "init_args", None)
         if args is not None and str(args.get("save_dir", "")).startswith(default_root):
             args.save_dir = str(root)
+
+
+def continue_run_folder(config: Namespace) -> None:
+    """Resume ``fit`` in the run folder of ``--ckpt_path`` when it is one of the default loggers' folders.
+
+    A checkpoint at ``<save_dir>/<name>/version_N/checkpoints/last.ckpt`` written by a logger of that
+    ``save_dir`` and ``name`` makes each default logger (version not set) take version ``N`` again,
+    so the resumed run keeps its folder: the CSV log is appended to, the checkpoints stay beside
+    it, and the checkpoint callback keeps its record of the best checkpoints (Lightning forgets it
+    when the folder changes). Other checkpoint paths leave the loggers as they are.
+    """
+    ckpt_path = config.get("ckpt_path")
+    trainer = config.get("trainer")
+    loggers = trainer.get("logger") if trainer is not None else None
+    if not ckpt_path or not isinstance(loggers, list):
+        return
+    ckpt = Path(str(ckpt_path)).resolve()
+    version_dir = ckpt.parent.parent
+    if ckpt.parent.name != "checkpoints" or not version_dir.name.startswith("version_"):
+        return
+    try:
+        version = int(version_dir.name.removeprefix("version_"))
+    except ValueError:
+        return
+    for logger in loggers:
+        args = getattr(logger, "init_args", None)
+        if args is None or args.get("version") is not None:
+            continue
+        if Path(str(args.get("save_dir", ""))).resolve() / str(args.get("name", "")) == version_dir.parent:
+            args.version = version
 
 
 def exit_code_for(exc: BaseException) -> int | None:

@@ -78,16 +78,38 @@ def check_finite(loss: torch.Tensor, step: int, parts: dict[str, torch.Tensor] |
 
 
 class BestAndLastCheckpoint(ModelCheckpoint):
-    """:class:`~lightning.pytorch.callbacks.ModelCheckpoint` whose ``last.ckpt`` follows every epoch.
+    """:class:`~lightning.pytorch.callbacks.ModelCheckpoint` whose ``last.ckpt`` follows every epoch and every N steps.
 
     Lightning (2.6) refreshes ``last.ckpt`` only when a top-k checkpoint is saved at the same step,
     so with a monitored metric that stops improving, ``last.ckpt`` stays at the best epoch and
     ``--ckpt_path last.ckpt`` would resume from there, losing the epochs after it. This callback
     also writes ``last.ckpt`` at the end of every training epoch that did not already save one
-    (after that epoch's validation, so the best-so-far state it records is current). The top-k
-    ("best") checkpoints are unchanged. Files are written through Lightning's checkpoint IO, which
-    replaces them atomically.
+    (after that epoch's validation, so the best-so-far state it records is current), and after
+    every ``last_every_n_steps`` training steps, so that a run killed inside an epoch loses at most
+    that many steps when it resumes from ``last.ckpt``. The top-k ("best") checkpoints are
+    unchanged. Files are written through the trainer's checkpoint IO
+    (:class:`~adaptrack.common.resume.AtomicCheckpointIO` in both CLIs: atomic replacement).
+
+    Args:
+        last_every_n_steps: Also write ``last.ckpt`` every this many training steps; ``None`` or 0:
+            only at the end of epochs. Needs ``save_last``.
+        **kwargs: :class:`~lightning.pytorch.callbacks.ModelCheckpoint`'s arguments (``dirpath``,
+            ``monitor``, ``mode``, ``save_top_k``, ``save_last``, …), shown by ``--help``.
     """
+
+    def __init__(self, *args: Any, last_every_n_steps: int | None = 50, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if last_every_n_steps is not None and last_every_n_steps < 0:
+            raise ConfigError(f"checkpoint.last_every_n_steps={last_every_n_steps} must be >= 0 or null")
+        self.last_every_n_steps = last_every_n_steps or 0
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        n = self.last_every_n_steps
+        if (n and self.save_last and trainer.global_step % n == 0 and not self._should_skip_saving_checkpoint(trainer)
+                and self._last_global_step_saved != trainer.global_step):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)

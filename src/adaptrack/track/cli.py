@@ -41,15 +41,18 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from adaptrack.common.cli import (
     active_config,
+    add_resume_arguments,
     add_threads_argument,
+    apply_deterministic,
     apply_threads_and_log_root,
+    continue_run_folder,
     run_command,
     trainer_defaults,
 )
 from adaptrack.common.report import plot_curves, read_metrics_csv
 from adaptrack.common.training import BestAndLastCheckpoint
 from adaptrack.track.train.callbacks import LossEndCondition
-from adaptrack.track.train.datamodule import EpochDraw, TrackDataModule
+from adaptrack.track.train.datamodule import TrackDataModule
 from adaptrack.track.train.module import PartDetectorModule, TrackerModule
 
 DEFAULT_ROOT = "runs/track"
@@ -69,10 +72,13 @@ class TrackCLI(LightningCLI):
                              "checkpoint.save_top_k": 1})
         parser.add_lightning_class_args(LossEndCondition, "end_condition")
         add_threads_argument(parser)
+        add_resume_arguments(parser)
 
     def before_instantiate_classes(self) -> None:
         """Apply ``--threads``; default loggers follow ``trainer.default_root_dir``."""
         apply_threads_and_log_root(active_config(self), DEFAULT_ROOT)
+        apply_deterministic(active_config(self))
+        continue_run_folder(active_config(self))
 
     def after_fit(self) -> None:
         """Plot the CSV log into ``curves.png`` beside it."""
@@ -98,7 +104,7 @@ def build_cli(module: type, name: str, args: list[str], run: bool = True) -> Tra
         sub, rest = "fit", args
     warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
     return TrackCLI(module, TrackDataModule, args=[sub, *rest] if run else rest, run=run,
-                    trainer_defaults=trainer_defaults(DEFAULT_ROOT, name, callbacks=[EpochDraw()]),
+                    trainer_defaults=trainer_defaults(DEFAULT_ROOT, name),
                     save_config_kwargs={"overwrite": True},
                     parser_kwargs={"description": f"adaptrack track {name}: {module.__doc__.splitlines()[0]}"})
 

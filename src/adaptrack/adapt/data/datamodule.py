@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -35,6 +35,7 @@ from adaptrack.adapt.data.filters import ImageFilter
 from adaptrack.adapt.data.folders import load_labeled_folder
 from adaptrack.adapt.data.registry import check_same_classes, load_dataset, match_classes
 from adaptrack.common.errors import ConfigError, DataError
+from adaptrack.common.resume import AUGMENT_STREAM, fit_position, process_shard, step_random
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +103,36 @@ class PairedBatches(IterableDataset):
     one is used up; a set smaller than its batch is drawn with replacement); each epoch's order
     depends only on ``(seed, epoch)``. Yields :class:`~adaptrack.adapt.batch.RawBatch` of uint8
     tensors; augmentation happens batch-wise after transfer.
+
+    Resume and DDP: ``position`` (:func:`~adaptrack.common.resume.fit_position` of the trainer)
+    gives the epoch and the number of its batches already trained when the iterator starts; those
+    are skipped, so a run restarted inside an epoch sees the batches an uninterrupted run would.
+    With ``world`` processes every rank draws the same permutations and takes its own ``rank``-th
+    slice of each run of ``world`` consecutive batches: the ranks' indices partition the epoch, as
+    one process with a ``world`` times larger batch would draw them.
+
+    Args:
+        source: Labeled source images.
+        target: The unlabeled target pool.
+        batch_size: Source and target images per mini-batch (each), on each rank.
+        steps: Mini-batches per epoch (on each rank).
+        seed: Seed of the order.
+        labeled: Labeled target images, or ``None``.
+        labeled_batch_size: Labeled target images per mini-batch.
+        position: Returns ``(epoch, batches to skip)``; ``None``: epochs counted by the iterator
+            itself, nothing skipped.
+        rank: This process's rank.
+        world: Number of processes.
     """
 
     def __init__(self, source: ImageSet, target: ImageSet, batch_size: int, steps: int, seed: int,
-                 labeled: ImageSet | None = None, labeled_batch_size: int = 0) -> None:
+                 labeled: ImageSet | None = None, labeled_batch_size: int = 0,
+                 position: Callable[[], tuple[int, int]] | None = None, rank: int = 0, world: int = 1) -> None:
         super().__init__()
         self.source, self.target, self.labeled = source, target, labeled
         self.batch_size, self.steps, self.seed = batch_size, steps, seed
         self.labeled_batch_size = labeled_batch_size if labeled is not None and len(labeled) else 0
+        self.position, self.rank, self.world = position, rank, world
         self.epoch = 0
         unknown = torch.full((len(target),), -1, dtype=torch.long)
         self.target_report_labels = target.labels if target.labels is not None else unknown
@@ -117,27 +140,32 @@ class PairedBatches(IterableDataset):
     def __len__(self) -> int:
         return self.steps
 
-    @staticmethod
-    def _indices(n: int, size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    def _indices(self, n: int, size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+        """This rank's slices of size ``size`` of global batches of ``size * world`` indices of ``range(n)``."""
+        total = size * self.world
+        mine = slice(self.rank * size, (self.rank + 1) * size)
         while True:
-            if n < size:  # tiny sets: sample with replacement
-                yield torch.randint(n, (size,), generator=generator)
+            if n < total:  # tiny sets: sample with replacement
+                yield torch.randint(n, (total,), generator=generator)[mine]
                 continue
             perm = torch.randperm(n, generator=generator)
-            for start in range(0, n - size + 1, size):
-                yield perm[start:start + size]
+            for start in range(0, n - total + 1, total):
+                yield perm[start:start + total][mine]
 
     def __iter__(self) -> Iterator[RawBatch]:
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        self.epoch += 1
+        epoch, skip = self.position() if self.position is not None else (self.epoch, 0)
+        self.epoch = epoch + 1
+        g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
         src = self._indices(len(self.source), self.batch_size, g)
         tgt = self._indices(len(self.target), self.batch_size, g)
         lab = self._indices(len(self.labeled), self.labeled_batch_size, g) if self.labeled_batch_size else None
         assert self.source.labels is not None
-        for _ in range(self.steps):
+        for step in range(self.steps):
             i, j = next(src), next(tgt)
-            if lab is not None and self.labeled is not None and self.labeled.labels is not None:
-                k = next(lab)
+            k = next(lab) if lab is not None else None
+            if step < skip:  # trained before the restart: drawn (to keep the order), not yielded
+                continue
+            if k is not None and self.labeled is not None and self.labeled.labels is not None:
                 labeled, labeled_labels = self.labeled.images[k], self.labeled.labels[k]
             else:
                 labeled = _empty_like(self.source.images)
@@ -165,8 +193,10 @@ class DomainAdaptationDataModule(L.LightningDataModule):
             optionally ``test/`` (class sub-folders, for reporting).
         image_size: Square size every image is resized to.
         channels: 1 (gray) or 3 (RGB); images are converted.
-        batch_size: Source images and target images per mini-batch (each).
-        steps_per_epoch: Mini-batches per epoch; default one pass over the source set.
+        batch_size: Source images and target images per mini-batch (each), on each process under DDP
+            (the pseudo-label caps apply to this per-process mini-batch).
+        steps_per_epoch: Mini-batches per epoch (on each process under DDP); default one pass over the
+            source set, shared among the processes.
         source_limit: Use only the first N source training images (after a seeded shuffle).
         synthetic_size: Number of images rendered for ``synthetic_digits`` (train split).
         skip_bad: Skip unreadable images of folder datasets with a warning instead of failing.
@@ -409,8 +439,10 @@ class DomainAdaptationDataModule(L.LightningDataModule):
         labeled_batch = 0
         if labeled is not None:
             labeled_batch = self.labeled_config.batch_size or min(hp.batch_size, len(labeled))
-        steps = hp.steps_per_epoch or max(1, math.ceil(len(source) / hp.batch_size))
-        return DataLoader(PairedBatches(source, sets["target"], hp.batch_size, steps, hp.seed, labeled, labeled_batch),
+        rank, world = process_shard(self.trainer)
+        steps = hp.steps_per_epoch or max(1, math.ceil(len(source) / (hp.batch_size * world)))
+        return DataLoader(PairedBatches(source, sets["target"], hp.batch_size, steps, hp.seed, labeled, labeled_batch,
+                                        position=lambda: fit_position(self.trainer), rank=rank, world=world),
                           batch_size=None)
 
     def _eval_loader(self, images: ImageSet) -> DataLoader:
@@ -432,7 +464,7 @@ class DomainAdaptationDataModule(L.LightningDataModule):
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if isinstance(batch, RawBatch):  # training mini-batch (uint8)
             xs, xt, xl = to_float(batch.source), to_float(batch.target), to_float(batch.labeled)  # [-1, 1]
-            with torch.no_grad():
+            with torch.no_grad(), step_random(self.trainer, AUGMENT_STREAM):  # a function of the step only
                 source = self.weak(xs) if self.hparams.augment_source else xs
                 labeled = self.weak(xl) if xl.shape[0] else xl
                 return AdaptBatch(source, batch.source_labels, self.weak(xt), self.strong(xt),

@@ -141,14 +141,17 @@ class ClipDataset(Dataset[Clip]):
     def __len__(self) -> int:
         return self.samples_per_epoch if self.samples_per_epoch is not None else len(self.items)
 
-    def __getitem__(self, index: int) -> Clip:
+    def __getitem__(self, index: int | tuple[int, int]) -> Clip:
+        """Clip ``index`` of the current epoch, or of ``epoch`` for an ``(epoch, index)`` pair
+        (:class:`~adaptrack.common.resume.ResumableSampler`'s indices: no :meth:`set_epoch` needed)."""
+        epoch, index = index if isinstance(index, tuple) else (self.epoch, index)
         if not 0 <= index < len(self):
             raise IndexError(f"clip index {index} out of range for {len(self)} clips")
         stride = self.stride
         if self.samples_per_epoch is None:
             item = self.items[index]
         else:
-            rng = np.random.default_rng([self.seed, self.epoch, index])
+            rng = np.random.default_rng([self.seed, epoch, index])
             if self.hard_items and rng.random() < self.hard_share:
                 item = self.items[self.hard_items[int(rng.integers(len(self.hard_items)))]]
             else:
@@ -231,6 +234,7 @@ class SequentialClips(Dataset[Clip]):
             self.first_start[key] = min(self.first_start.get(key, it.start), it.start)
         self.pairs = sorted(self.first_start)
         self.plan: list[tuple[int, int, int, int]] = []
+        self.epoch = 0
         self.set_epoch(0)
 
     def _fits(self, sequence: int, start: int, track: int, stride: int) -> bool:
@@ -250,6 +254,7 @@ class SequentialClips(Dataset[Clip]):
 
     def set_epoch(self, epoch: int) -> None:
         """Draw this epoch's streams (deterministic by ``(seed, epoch)``)."""
+        self.epoch = epoch
         rng = np.random.default_rng([self.seed, epoch])
         slots = [self._new_stream(rng) for _ in range(self.streams)]
         plan = []
@@ -264,7 +269,26 @@ class SequentialClips(Dataset[Clip]):
     def __len__(self) -> int:
         return len(self.plan)
 
-    def __getitem__(self, index: int) -> Clip:
+    def shard(self, rank: int, world: int) -> list[int]:
+        """Rank ``rank``'s items: its ``streams // world`` stream slots, step after step.
+
+        Each rank walks its own streams, so the row order the region-map store needs holds on every
+        rank; the ranks' items partition the epoch.
+
+        Raises:
+            ValueError: ``streams`` is not a multiple of ``world``.
+        """
+        if self.streams % world:
+            raise ValueError(f"{self.streams} streams cannot be split among {world} processes")
+        per = self.streams // world
+        return [step * self.streams + rank * per + j for step in range(len(self) // self.streams) for j in range(per)]
+
+    def __getitem__(self, index: int | tuple[int, int]) -> Clip:
+        """Item ``index`` of the current epoch's plan, or of ``epoch``'s for an ``(epoch, index)`` pair."""
+        if isinstance(index, tuple):
+            epoch, index = index
+            if epoch != self.epoch:
+                self.set_epoch(epoch)
         sequence, start, track, stride = self.plan[index]
         return self.clips.make_clip(sequence, start, track, stride)
 

@@ -9,6 +9,7 @@ import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 
 from adaptrack.common.errors import DataError
+from adaptrack.common.resume import ResumableSampler, fit_position, process_shard
 from adaptrack.track.data.clips import ClipDataset, SequentialClips, collate_clips
 from adaptrack.track.data.posetrack import read_posetrack_dir
 from adaptrack.track.data.types import PartSpec, SequenceAnn
@@ -51,8 +52,8 @@ class TrackDataModule(pl.LightningDataModule):
         clip_len: T, frames per clip.
         max_stride: Frames per clip step are drawn from 1..max_stride (speed augmentation).
         image_size: Side of the square network input.
-        batch_size: Clips per mini-batch.
-        samples_per_epoch: Random clips per training epoch.
+        batch_size: Clips per mini-batch (on each process under DDP).
+        samples_per_epoch: Clips per training epoch, shared among the processes under DDP.
         val_samples: Random (but fixed) clips for validation.
         num_workers: Data loader worker processes.
         seed: Seed of the clip draw.
@@ -96,9 +97,12 @@ class TrackDataModule(pl.LightningDataModule):
         if self.train_set is None and stage in (None, "fit"):
             sequences = self._read(self.hparams.train_dir, "train")
             if self.hparams.clip_order == "sequential":
+                _, world = process_shard(self.trainer)
                 pool = self._dataset(sequences, None, self.hparams.seed)  # type: ignore[arg-type]
-                self.train_set = SequentialClips(pool, self.hparams.batch_size, self.hparams.samples_per_epoch,
-                                                 self.hparams.max_stride, self.hparams.seed)
+                # every process walks batch_size streams of its own (SequentialClips.shard)
+                self.train_set = SequentialClips(pool, self.hparams.batch_size * world,
+                                                 self.hparams.samples_per_epoch, self.hparams.max_stride,
+                                                 self.hparams.seed)
             else:
                 self.train_set = self._dataset(sequences, self.hparams.samples_per_epoch, self.hparams.seed,
                                                self.hparams.hard_share)
@@ -106,24 +110,20 @@ class TrackDataModule(pl.LightningDataModule):
             self.val_set = self._dataset(self._read(self.hparams.val_dir, "val"),
                                          self.hparams.val_samples, self.hparams.seed + 1)
 
-    def _loader(self, dataset: ClipDataset, shuffle: bool) -> DataLoader:
-        n = self.hparams.num_workers
-        return DataLoader(dataset, batch_size=self.hparams.batch_size, shuffle=shuffle,
-                          num_workers=n, persistent_workers=False, collate_fn=collate_clips,
-                          drop_last=shuffle)
-
     def train_dataloader(self) -> DataLoader:
+        """This process's share of the epoch's clips, as ``(epoch, index)`` pairs; a restart inside an
+        epoch skips the batches already trained (:class:`~adaptrack.common.resume.ResumableSampler`)."""
         assert self.train_set is not None, "setup('fit') was not called"
-        return self._loader(self.train_set, shuffle=False)  # the dataset itself draws random clips
+        rank, world = process_shard(self.trainer)
+        bs = self.hparams.batch_size
+        sampler = ResumableSampler(self.train_set, bs, lambda: fit_position(self.trainer), rank, world)
+        n = self.hparams.num_workers
+        return DataLoader(self.train_set, batch_size=bs, sampler=sampler, num_workers=n, persistent_workers=False,
+                          collate_fn=collate_clips, drop_last=True)
 
     def val_dataloader(self) -> DataLoader | list:
-        return [] if self.val_set is None else self._loader(self.val_set, shuffle=False)
-
-
-class EpochDraw(pl.Callback):
-    """Give the training ``ClipDataset`` a new random draw every epoch (``set_epoch``)."""
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        dm = trainer.datamodule
-        if isinstance(dm, TrackDataModule) and dm.train_set is not None:
-            dm.train_set.set_epoch(trainer.current_epoch)
+        if self.val_set is None:
+            return []
+        n = self.hparams.num_workers
+        return DataLoader(self.val_set, batch_size=self.hparams.batch_size, shuffle=False, num_workers=n,
+                          persistent_workers=False, collate_fn=collate_clips)

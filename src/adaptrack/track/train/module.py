@@ -17,6 +17,7 @@ import lightning.pytorch as pl
 import torch
 
 from adaptrack.common.errors import ConfigError
+from adaptrack.common.resume import fit_position
 from adaptrack.common.training import as_group, check_finite, plain_hyperparameters
 from adaptrack.track.data.types import ClipBatch
 from adaptrack.track.geometry import (
@@ -241,8 +242,9 @@ class TrackerModule(pl.LightningModule):
             raise ValueError(f"clip_order must be 'random' or 'sequential', got {clip_order!r}")
 
     def on_train_epoch_start(self) -> None:
-        """An in-order pass starts new streams each epoch: forget the stored maps."""
-        if self.buffer is not None:
+        """An in-order pass starts new streams each epoch: forget the stored maps (not when the epoch
+        restarts from a checkpoint saved inside it: the checkpoint's store is that epoch's past)."""
+        if self.buffer is not None and fit_position(self.trainer)[1] == 0:
             self.buffer.clear()
 
     def on_train_start(self) -> None:
@@ -529,4 +531,10 @@ class TrackerModule(pl.LightningModule):
             "kind": "tracker", "parts": self.parts, "part_model": self.part_config,
             "subject_model": self.subject_config, "input_size": int(self.hparams.input_size),
             "tracker": self.tracker.as_meta()}
+        if self.buffer is not None:  # storage unit 170: the past maps the next steps average
+            checkpoint["region_map_store"] = self.buffer.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.buffer is not None and "region_map_store" in checkpoint:
+            self.buffer.load_state_dict(checkpoint["region_map_store"])
 

@@ -107,6 +107,20 @@ class RegionMapBuffer:
         self._maps[key].append(canvas)
         self._last[key] = frame_index
 
+    def state_dict(self) -> dict[str, list]:
+        """The stored streams as lists (keys, frame indices, maps), for checkpoints (``weights_only`` readable)."""
+        keys = list(self._maps)
+        return {"keys": [list(k) if isinstance(k, tuple) else k for k in keys],
+                "last": [self._last[k] for k in keys], "maps": [list(self._maps[k]) for k in keys]}
+
+    def load_state_dict(self, state: dict[str, list]) -> None:
+        """Restore what :meth:`state_dict` returned (replacing every stream)."""
+        self.clear()
+        for key, last, maps in zip(state["keys"], state["last"], state["maps"], strict=True):
+            key = tuple(key) if isinstance(key, list) else key
+            self._maps[key] = deque(maps, maxlen=self.n)
+            self._last[key] = int(last)
+
     def clear(self) -> None:
         """Forget every stream."""
         self._maps.clear()
