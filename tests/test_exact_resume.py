@@ -109,3 +109,24 @@ def test_sigkill_then_resume_from_last_ends_with_the_weights_of_an_uninterrupted
         store, store_resumed = full["region_map_store"], resumed["region_map_store"]
         assert store["keys"] == store_resumed["keys"] and store["last"] == store_resumed["last"]
         assert store["keys"], "the in-order pass stored no region maps: the test would not cover the store"
+
+
+@pytest.fixture(autouse=True)
+def _nondeterministic_afterwards() -> None:
+    """``--deterministic true`` switches torch's deterministic algorithms on for the whole process."""
+    yield
+    torch.use_deterministic_algorithms(False)
+
+
+def test_deterministic_flag_seeds_everything_and_repeats_a_run_bit_for_bit(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = ["fit", *ADAPT, *COMMON[:-4], "--trainer.max_epochs", "1", "--seed_everything", "true", "--deterministic",
+            "true"]
+    for root in ("a", "b"):
+        assert adapt_main([*args, "--trainer.default_root_dir", root]) == 0
+    assert torch.are_deterministic_algorithms_enabled()
+    a, b = _last(tmp_path / "a"), _last(tmp_path / "b")
+    assert all(torch.equal(v, b["state_dict"][k]) for k, v in a["state_dict"].items())
+    config = (tmp_path / "a" / "logs" / "version_0" / "config.yaml").read_text()
+    assert "seed_everything: 0" in config and "deterministic: true" in config

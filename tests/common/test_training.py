@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from adaptrack.common.files import safe_torch_load
-from adaptrack.common.training import BestAndLastCheckpoint
+from adaptrack.common.training import BestAndLastCheckpoint, NonFiniteLossError, check_finite, check_finite_gradients
 
 
 class WorseningModule(pl.LightningModule):
@@ -61,3 +61,20 @@ def test_resume_from_last_continues_after_the_last_epoch(tmp_path: Path) -> None
     last = safe_torch_load(tmp_path / "last.ckpt")
     assert (last["epoch"], last["global_step"]) == (3, 8)  # one more epoch, not a restart from the best
     assert float(callback.best_model_score) == 0.0  # the best from before the resume is remembered
+
+
+def test_infinite_gradients_stop_training_naming_the_parameters() -> None:
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    net[1].weight.register_hook(lambda grad: grad * float("inf"))  # an overflow in backward
+    net(torch.ones(3, 2)).sum().backward()
+    with pytest.raises(NonFiniteLossError, match=r"step 7 \(in 1\.weight\)"):
+        check_finite_gradients(net.named_parameters(), 7)
+    net.zero_grad()
+    net[0](torch.ones(1, 2)).sum().backward()  # finite, and the second layer has no gradient
+    check_finite_gradients(net.named_parameters(), 8)
+
+
+def test_a_non_finite_loss_names_the_term_that_diverged() -> None:
+    terms = {"source": torch.tensor(0.5), "domain": torch.tensor(float("nan"))}
+    with pytest.raises(NonFiniteLossError, match=r"at step 3 in term\(s\) domain \(source=0\.5, domain=nan\)"):
+        check_finite(terms["source"] + terms["domain"], 3, terms)

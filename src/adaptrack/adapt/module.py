@@ -28,7 +28,7 @@ from adaptrack.adapt.pseudo import PseudoLabeler, PseudoLabels
 from adaptrack.adapt.schedule import SelfLearningGate, loss_weight_decay
 from adaptrack.adapt.step import CHANNELS_LAST, Step, Views
 from adaptrack.common.errors import ConfigError
-from adaptrack.common.training import as_group, check_finite, plain_hyperparameters
+from adaptrack.common.training import as_group, check_finite, check_finite_gradients, plain_hyperparameters
 
 LOGGED_TERMS = ("source", "domain", "self_learning", "minority_shot")
 """Loss terms logged at every step (0 when the method or the stage does not use them)."""
@@ -167,6 +167,7 @@ class DomainAdaptationModule(L.LightningModule):
         opt = self.optimizers()
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
+        check_finite_gradients(self.net.named_parameters(), self.global_step)
         if freeze_domain:  # second learner 10b: feature extractor and class classifier only
             for param in self.net.domain_classifier.parameters():
                 param.grad = None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import lightning.pytorch as pl
@@ -59,7 +59,7 @@ class NonFiniteLossError(RuntimeError):
 
 
 def check_finite(loss: torch.Tensor, step: int, parts: dict[str, torch.Tensor] | None = None) -> None:
-    """Raise :class:`NonFiniteLossError` if ``loss`` is not finite.
+    """Raise :class:`NonFiniteLossError` if ``loss`` is not finite, naming the term(s) that are not.
 
     Args:
         loss: Scalar loss about to be back-propagated.
@@ -68,12 +68,40 @@ def check_finite(loss: torch.Tensor, step: int, parts: dict[str, torch.Tensor] |
     """
     if bool(torch.isfinite(loss)):
         return
-    detail = ""
-    if parts:
-        detail = " (" + ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in parts.items()) + ")"
+    parts = parts or {}
+    bad = [k for k, v in parts.items() if not bool(torch.isfinite(v.detach()).all())]
+    values = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in parts.items() if v.numel() == 1)
+    where = f" in term(s) {', '.join(bad)}" if bad else ""
     raise NonFiniteLossError(
-        f"loss became {float(loss.detach())} at step {step}{detail}; training stopped without applying "
-        "this step. The last good checkpoint is kept; lower the learning rate or check the input data."
+        f"loss became {float(loss.detach())} at step {step}{where}" + (f" ({values})" if values else "")
+        + "; training stopped without applying this step. The last good checkpoint (last.ckpt) is kept; "
+        "lower the learning rate or check the input data."
+    )
+
+
+def check_finite_gradients(parameters: Iterable[tuple[str, torch.nn.Parameter]], step: int) -> None:
+    """Raise :class:`NonFiniteLossError` if a gradient is NaN or infinite, naming the parameters.
+
+    A finite loss can still give infinite gradients (an overflow in backward); stepping with them
+    would write NaN weights, and the next ``last.ckpt`` would keep them. Call it after backward and
+    before the optimizer step.
+
+    Args:
+        parameters: ``named_parameters()`` of what the optimizer updates.
+        step: Global step, for the message.
+    """
+    named = [(name, p.grad) for name, p in parameters if p.grad is not None]
+    if not named:
+        return
+    finite = torch.stack([torch.isfinite(g).all() for _, g in named])  # (P,) bool
+    if bool(finite.all()):
+        return
+    bad = [name for (name, _), ok in zip(named, finite.tolist(), strict=True) if not ok]
+    shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+    raise NonFiniteLossError(
+        f"gradients became NaN or infinite at step {step} (in {shown}) although the loss was finite; training "
+        "stopped without applying this step. The last good checkpoint (last.ckpt) is kept; lower the learning "
+        "rate or check the input data."
     )
 
 

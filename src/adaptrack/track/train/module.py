@@ -18,7 +18,7 @@ import torch
 
 from adaptrack.common.errors import ConfigError
 from adaptrack.common.resume import fit_position
-from adaptrack.common.training import as_group, check_finite, plain_hyperparameters
+from adaptrack.common.training import as_group, check_finite, check_finite_gradients, plain_hyperparameters
 from adaptrack.track.data.types import ClipBatch
 from adaptrack.track.geometry import (
     Normalization,
@@ -136,6 +136,9 @@ class PartDetectorModule(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         return _adamw_cosine(self, self.part_model.parameters())
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        check_finite_gradients(self.part_model.named_parameters(), self.global_step)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[META_KEY] = {"kind": "parts", "parts": self.parts, "part_model": self.model_config}
@@ -524,6 +527,9 @@ class TrackerModule(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         return _adamw_cosine(self, self.subject_model.parameters())
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        check_finite_gradients(self.subject_model.named_parameters(), self.global_step)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         plain_hyperparameters(checkpoint)
