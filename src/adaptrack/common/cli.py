@@ -188,15 +188,16 @@ def check_run_config(config: Any) -> None:
 
 
 def usage_error(exc: BaseException) -> BaseException | None:
-    """The error a user can fix behind ``exc``: ``exc`` itself, or one it was raised from or during
-    (``__cause__``/``__context__``: e.g. Lightning or a data loader re-raising it); ``None`` if none."""
+    """The error a user can fix behind ``exc``: ``exc`` itself, or one it was raised from
+    (``raise … from``, e.g. a library wrapping it); ``None`` if none. An exception merely raised while
+    handling another (``__context__``) is a bug of its own and is not taken for it."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         if isinstance(current, (NonFiniteLossError, *USAGE_ERRORS)):
             return current
         seen.add(id(current))
-        current = current.__cause__ or current.__context__
+        current = current.__cause__
     return None
 
 
