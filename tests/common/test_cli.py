@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from jsonargparse import Namespace
@@ -9,11 +11,13 @@ from jsonargparse import Namespace
 from adaptrack.common.cli import (
     DEFAULT_THREADS,
     apply_threads_and_log_root,
+    check_finite_config,
     exit_code_for,
     run_command,
     trainer_defaults,
 )
 from adaptrack.common.errors import ConfigError, DataError, MissingDataError
+from adaptrack.common.files import check_writable_dir
 from adaptrack.common.training import NonFiniteLossError
 
 
@@ -67,3 +71,52 @@ def test_run_command_reports_errors_on_stderr(capsys: pytest.CaptureFixture[str]
     assert capsys.readouterr().err == "adaptrack adapt fit: training stopped: loss became nan\n"
     with pytest.raises(ValueError, match="bug"):
         run_command("adaptrack adapt fit", fail(ValueError("bug")))
+
+
+def test_wrapped_usage_errors_are_recognised(capsys: pytest.CaptureFixture[str]) -> None:
+    def wrapped() -> None:
+        try:
+            raise DataError("frame 3: truncated", "clip.json")
+        except DataError as exc:
+            raise RuntimeError("setup failed") from exc
+
+    assert exit_code_for(RuntimeError("x")) is None
+    assert run_command("adaptrack track fit", wrapped) == 2
+    assert capsys.readouterr().err == "adaptrack track fit: error: clip.json: frame 3: truncated\n"
+
+    def from_worker() -> None:  # how torch re-raises an error of a DataLoader worker process
+        raise DataError("Caught DataError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
+                        "last):\n  File ...\nadaptrack.common.errors.DataError: a.jpg: frame file is unreadable\n")
+
+    assert run_command("adaptrack track fit", from_worker) == 2
+    assert capsys.readouterr().err == "adaptrack track fit: error: a.jpg: frame file is unreadable\n"
+
+    def bug_while_handling() -> None:
+        try:
+            raise DataError("bad", "a.png")
+        except DataError:
+            raise KeyError("a bug") from None
+
+    with pytest.raises(KeyError):
+        run_command("adaptrack adapt fit", bug_while_handling)
+
+
+def test_non_finite_config_values_are_refused_wherever_they_sit() -> None:
+    check_finite_config(Namespace(model=Namespace(lr=0.1, sizes=[1.0, 2.0]), flag=True))
+    nan_threshold = Namespace(model=Namespace(pseudo=Namespace(threshold=float("nan"))))
+    for config, key in [(nan_threshold, "model.pseudo.threshold"),
+                        (Namespace(data=Namespace(image_filter=Namespace(class_path="x.Y",
+                                                                         init_args=Namespace(sigma=float("inf"))))),
+                         "data.image_filter.sigma"),
+                        ({"settings": {"gate": float("-inf")}}, "settings.gate"),
+                        (Namespace(box=[1.0, float("nan")]), "box[1]")]:
+        with pytest.raises(ConfigError, match=rf"^{re.escape(key)}=-?(nan|inf) must be a finite number"):
+            check_finite_config(config)
+
+
+def test_output_folder_check_leaves_nothing_behind(tmp_path) -> None:
+    check_writable_dir(tmp_path / "new" / "deeper", "--output")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match=r"--output=.*file/out: .*not a folder"):
+        check_writable_dir(tmp_path / "file" / "out", "--output")

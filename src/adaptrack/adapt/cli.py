@@ -24,7 +24,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from adaptrack.adapt.data.datamodule import DomainAdaptationDataModule
 from adaptrack.adapt.methods import METHODS
 from adaptrack.adapt.module import DomainAdaptationModule
-from adaptrack.adapt.predict import PredictionCSVWriter
+from adaptrack.adapt.predict import PredictionCSVWriter, adapt_checkpoint_hparams
 from adaptrack.adapt.report import REPORT_COLUMNS, AdaptationReport
 from adaptrack.common.cli import (
     active_config,
@@ -32,11 +32,11 @@ from adaptrack.common.cli import (
     add_threads_argument,
     apply_deterministic,
     apply_threads_and_log_root,
+    check_run_config,
     continue_run_folder,
     run_command,
     trainer_defaults,
 )
-from adaptrack.common.files import safe_torch_load
 from adaptrack.common.report import format_table
 from adaptrack.common.training import BestAndLastCheckpoint
 
@@ -67,35 +67,63 @@ class AdaptCLI(LightningCLI):
         add_resume_arguments(parser)
 
     def _parse_ckpt_path(self) -> None:
-        """Take the model's hyperparameters from ``--ckpt_path`` (LightningCLI), and the input format too.
+        """Check ``--ckpt_path``, then take the model's hyperparameters from it (LightningCLI), and the
+        input format and class names too.
 
-        The image size and channels are the data module's options linked into the model; a model
-        trained at 32×32 RGB must be fed 32×32 RGB whatever the defaults say, so ``validate``,
-        ``test`` and ``predict`` take them from the checkpoint.
+        The file is loaded with ``weights_only=True`` and must be a checkpoint of ``adaptrack adapt
+        fit`` before Lightning sees it, so that a corrupt or truncated file, one of ``adaptrack track``
+        or one that needs pickled code ends in one line naming it. The image size and channels are the
+        data module's options linked into the model; a model trained at 32×32 RGB must be fed 32×32
+        RGB whatever the defaults say, so ``validate``, ``test`` and ``predict`` take them from the
+        checkpoint. ``predict`` takes the class names too, so that it needs neither the training data
+        nor the options it was trained with: the checkpoint alone rebuilds the model.
         """
-        super()._parse_ckpt_path()
         subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not ckpt_path:
+            super()._parse_ckpt_path()
+            return
+        hparams = adapt_checkpoint_hparams(ckpt_path)
+        super()._parse_ckpt_path()
         if subcommand not in ("validate", "test", "predict"):
             return
-        ckpt_path = self.config[subcommand].get("ckpt_path")
-        if not ckpt_path:
-            return
-        hparams = safe_torch_load(ckpt_path).get("hyper_parameters", {})
         for model_key, data_key in INPUT_KEYS.items():
             if model_key in hparams:  # the data option and its linked model option (links ran at parse time)
                 self.config[subcommand]["data"][data_key] = hparams[model_key]
                 self.config[subcommand]["model"][model_key] = hparams[model_key]
+        if subcommand == "predict" and hparams.get("class_names"):
+            self.config[subcommand]["data"]["known_classes"] = list(hparams["class_names"])
 
     def before_instantiate_classes(self) -> None:
-        """Apply ``--threads`` before anything runs; default loggers follow ``trainer.default_root_dir``."""
-        apply_threads_and_log_root(active_config(self), DEFAULT_ROOT)
-        apply_deterministic(active_config(self))
-        continue_run_folder(active_config(self))
+        """Apply ``--threads``, default loggers follow ``trainer.default_root_dir``; refuse non-finite
+        numbers and unwritable output folders before anything is built or written."""
+        config = active_config(self)
+        apply_threads_and_log_root(config, DEFAULT_ROOT)
+        check_run_config(config)
+        apply_deterministic(config)
+        continue_run_folder(config)
+
+    def _prepare(self, stage: str) -> None:
+        """Load and prepare the data of ``stage`` before the trainer starts (and its loggers create
+        their folders), so that a bad option or file (k larger than a class, an empty folder, …)
+        fails before anything is trained or written."""
+        self.datamodule.setup(stage)
 
     def before_fit(self) -> None:
-        """Load and prepare the training sets before the trainer starts, so that a bad option or file
-        (k larger than a class, an empty folder, …) fails before anything is trained or written."""
-        self.datamodule.setup("fit")
+        """Prepare the training sets (see :meth:`_prepare`)."""
+        self._prepare("fit")
+
+    def before_validate(self) -> None:
+        """Load the validation sets (see :meth:`_prepare`)."""
+        self._prepare("validate")
+
+    def before_test(self) -> None:
+        """Load the test sets (see :meth:`_prepare`)."""
+        self._prepare("test")
+
+    def before_predict(self) -> None:
+        """Load the images to classify (see :meth:`_prepare`)."""
+        self._prepare("predict")
 
 
 def build_cli(args: list[str], run: bool = True) -> AdaptCLI:
@@ -103,7 +131,7 @@ def build_cli(args: list[str], run: bool = True) -> AdaptCLI:
     warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
     return AdaptCLI(DomainAdaptationModule, DomainAdaptationDataModule, args=args, run=run,
                     trainer_defaults=TRAINER_DEFAULTS, save_config_kwargs={"overwrite": True},
-                    parser_kwargs={"description": __doc__})
+                    parser_kwargs={"prog": "adaptrack adapt", "description": __doc__})
 
 
 def compare(argv: list[str]) -> int:

@@ -16,6 +16,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from adaptrack.adapt.data.augment import convert_channels, resize_uint8, to_float
 from adaptrack.adapt.data.images import read_images
 from adaptrack.adapt.module import DomainAdaptationModule, build_module
+from adaptrack.common.errors import DataError
 from adaptrack.common.files import atomic_write, safe_torch_load
 
 
@@ -101,16 +102,45 @@ class Classifier:
         return Predictions(labels, [self.class_names[i] for i in labels.tolist()], confidence, probs)
 
 
+TRACK_META_KEY = "adaptrack_track"
+"""The entry every ``adaptrack track`` checkpoint has (see :mod:`adaptrack.track.inference.checkpoints`)."""
+
+
+def read_adapt_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint written by ``adaptrack adapt fit`` (``torch.load(weights_only=True)``).
+
+    Raises:
+        DataError: The file is missing, corrupt, truncated, needs pickled code, or is not a checkpoint
+            of ``adaptrack adapt fit`` (e.g. one of ``adaptrack track``); the message names it.
+    """
+    ckpt = safe_torch_load(path)
+    if isinstance(ckpt, dict) and TRACK_META_KEY in ckpt:
+        raise DataError("this is a checkpoint of `adaptrack track`, not of `adaptrack adapt fit`", path)
+    hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    if not isinstance(hparams, dict) or "state_dict" not in ckpt or "network" not in hparams:
+        raise DataError("not a checkpoint of `adaptrack adapt fit` (no model hyperparameters and state_dict)",
+                        path)
+    return ckpt
+
+
+def adapt_checkpoint_hparams(path: str | Path) -> dict[str, Any]:
+    """The model hyperparameters of a checkpoint of ``adaptrack adapt fit`` (see :func:`read_adapt_checkpoint`)."""
+    return dict(read_adapt_checkpoint(path)["hyper_parameters"])
+
+
 def load(checkpoint: str | Path) -> Classifier:
-    """Load a checkpoint written by ``adaptrack adapt fit`` (``torch.load(weights_only=True)``)."""
-    ckpt = safe_torch_load(checkpoint)
-    if not isinstance(ckpt, dict) or "hyper_parameters" not in ckpt or "state_dict" not in ckpt:
-        raise ValueError(f"{checkpoint}: not an adaptrack adapt checkpoint (missing hyper_parameters/state_dict)")
+    """Load a checkpoint written by ``adaptrack adapt fit`` (``torch.load(weights_only=True)``).
+
+    Raises:
+        DataError: See :func:`read_adapt_checkpoint`; also when its weights do not fit the model its
+            hyperparameters describe.
+    """
+    ckpt = read_adapt_checkpoint(checkpoint)
     try:
         module = build_module(ckpt["hyper_parameters"])
         module.load_state_dict(ckpt["state_dict"])
     except (ValueError, RuntimeError) as exc:
-        raise ValueError(f"{checkpoint}: not a checkpoint of `adaptrack adapt fit` ({exc})") from exc
+        raise DataError(f"not a checkpoint of `adaptrack adapt fit` ({exc})", checkpoint) from exc
     return Classifier(module)
 
 

@@ -12,16 +12,20 @@ with their own code; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from jsonargparse import Namespace as _Namespace
 from lightning.pytorch import seed_everything
 
 from adaptrack.common.errors import ConfigError, DataError, MissingDataError
+from adaptrack.common.files import check_writable_dir
 from adaptrack.common.resume import StepRandomness
 from adaptrack.common.training import NonFiniteLossError
 
@@ -178,18 +182,125 @@ def continue_run_folder(config: Namespace) -> None:
             args.version = version
 
 
+def check_finite_config(config: Any, prefix: str = "") -> None:
+    """Refuse NaN and infinite numbers anywhere in a parsed config, whether they came from a YAML file
+    (``.nan``, ``.inf``), the command line or a default.
+
+    Args:
+        config: A jsonargparse ``Namespace``, mapping, list or value.
+        prefix: The key of ``config`` itself, for messages (``""`` at the top).
+
+    Raises:
+        ConfigError: Naming the first key whose value is not finite.
+    """
+    if isinstance(config, bool):
+        return
+    if isinstance(config, float):
+        if not math.isfinite(config):
+            raise ConfigError(f"{prefix or 'value'}={config} must be a finite number")
+        return
+    items: Iterator[tuple[str, Any]]
+    if isinstance(config, _Namespace):
+        items = iter(vars(config).items())  # this level; nested namespaces recurse
+    elif isinstance(config, Mapping):
+        items = ((str(k), v) for k, v in config.items())
+    elif isinstance(config, (list, tuple)):
+        items = ((f"[{i}]", v) for i, v in enumerate(config))
+    elif dataclasses.is_dataclass(config) and not isinstance(config, type):
+        items = ((f.name, getattr(config, f.name)) for f in dataclasses.fields(config))
+    else:
+        return
+    for key, value in items:
+        if key.startswith("__"):
+            continue
+        if key.startswith("["):
+            child = f"{prefix}{key}"
+        elif key in ("init_args", "dict_kwargs"):
+            child = prefix
+        else:
+            child = f"{prefix}.{key}" if prefix else key
+        check_finite_config(value, child)
+
+
+def output_dirs(config: Any) -> dict[str, str]:
+    """The output folders a LightningCLI run writes to, by option: ``trainer.default_root_dir``, each
+    logger's ``save_dir`` and ``checkpoint.dirpath`` (those that are set)."""
+    found: dict[str, str] = {}
+    trainer = config.get("trainer") if config is not None else None
+    if trainer is not None:
+        if trainer.get("default_root_dir"):
+            found["trainer.default_root_dir"] = str(trainer.get("default_root_dir"))
+        loggers = trainer.get("logger")
+        for i, logger in enumerate(loggers if isinstance(loggers, list) else []):
+            args = getattr(logger, "init_args", None)
+            if args is not None and args.get("save_dir"):
+                found[f"trainer.logger[{i}].init_args.save_dir"] = str(args.get("save_dir"))
+    checkpoint = config.get("checkpoint") if config is not None else None
+    if checkpoint is not None and checkpoint.get("dirpath"):
+        found["checkpoint.dirpath"] = str(checkpoint.get("dirpath"))
+    return found
+
+
+def check_run_config(config: Any) -> None:
+    """The checks of a LightningCLI run before anything is built or written: every number finite, every
+    output folder writable, and checkpoints restored with ``weights_only=True``.
+
+    Call from ``LightningCLI.before_instantiate_classes`` (after :func:`apply_threads_and_log_root`).
+
+    Raises:
+        ConfigError: A NaN or infinite value, an output folder that cannot be written, or
+            ``weights_only=false`` (which would let ``--ckpt_path`` run pickled code).
+    """
+    check_finite_config(config)
+    for key, folder in output_dirs(config).items():
+        check_writable_dir(folder, key)
+    if "weights_only" in config:
+        if config.get("weights_only") is False:
+            raise ConfigError("weights_only=false would run code pickled in the checkpoint; adaptrack restores "
+                              "checkpoints with weights_only=true only")
+        config["weights_only"] = True
+
+
+def usage_error(exc: BaseException) -> BaseException | None:
+    """The error a user can fix behind ``exc``: ``exc`` itself, or one it was raised from
+    (``raise … from``, e.g. a library wrapping it); ``None`` if none. An exception merely raised while
+    handling another (``__context__``) is a bug of its own and is not taken for it."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, (NonFiniteLossError, *USAGE_ERRORS)):
+            return current
+        seen.add(id(current))
+        current = current.__cause__
+    return None
+
+
+def error_message(exc: BaseException) -> str:
+    """One line for stderr. An error re-raised from a data loader worker carries the worker's traceback
+    in its message (``Caught DataError in DataLoader worker process 0. Original Traceback …``); only
+    its last line, the original message, is kept."""
+    text = str(exc)
+    if "Original Traceback" in text:
+        last = [line for line in text.strip().splitlines() if line.strip()][-1]
+        name = type(exc).__name__
+        text = last.split(f"{name}: ", 1)[1] if f"{name}: " in last else last
+    return text
+
+
 def exit_code_for(exc: BaseException) -> int | None:
     """The process exit code of an exception a command may end with; ``None``: not ours to handle.
 
-    :class:`~adaptrack.common.training.NonFiniteLossError` → 1; the :data:`USAGE_ERRORS` → 2;
-    ``SystemExit`` (argparse, jsonargparse) → its code (2 when the code is a message).
+    :class:`~adaptrack.common.training.NonFiniteLossError` → 1; the :data:`USAGE_ERRORS` → 2 (also when
+    another exception was raised from or while handling one, see :func:`usage_error`); ``SystemExit``
+    (argparse, jsonargparse) → its code (2 when the code is a message).
     """
-    if isinstance(exc, NonFiniteLossError):
-        return 1
-    if isinstance(exc, USAGE_ERRORS):
-        return 2
     if isinstance(exc, SystemExit):
         return 2 if isinstance(exc.code, str) else int(exc.code or 0)
+    found = usage_error(exc)
+    if isinstance(found, NonFiniteLossError):
+        return 1
+    if found is not None:
+        return 2
     return None
 
 
@@ -202,19 +313,22 @@ def run_command(prog: str, command: Callable[[], object]) -> int:
 
     Returns:
         0, or :func:`exit_code_for` of the exception it ended with, whose message goes to stderr as
-        ``<prog>: error: …`` (usage errors) or ``<prog>: training stopped: …`` (non-finite loss).
-        Other exceptions propagate.
+        one line ``<prog>: error: …`` (usage errors) or ``<prog>: training stopped: …`` (non-finite
+        loss), without a traceback. Other exceptions propagate.
     """
     try:
         result = command()
-    except (NonFiniteLossError, *USAGE_ERRORS, SystemExit) as exc:
-        code = exit_code_for(exc)
-        if isinstance(exc, NonFiniteLossError):
-            print(f"{prog}: training stopped: {exc}", file=sys.stderr)
-        elif isinstance(exc, SystemExit):
-            if isinstance(exc.code, str):  # what an uncaught SystemExit would have printed
-                print(exc.code, file=sys.stderr)
-        else:
-            print(f"{prog}: error: {exc}", file=sys.stderr)
-        return int(code) if code is not None else 2
+    except SystemExit as exc:
+        if isinstance(exc.code, str):  # what an uncaught SystemExit would have printed
+            print(exc.code, file=sys.stderr)
+        return 2 if isinstance(exc.code, str) else int(exc.code or 0)
+    except Exception as exc:
+        found = usage_error(exc)
+        if found is None:
+            raise
+        if isinstance(found, NonFiniteLossError):
+            print(f"{prog}: training stopped: {error_message(found)}", file=sys.stderr)
+            return 1
+        print(f"{prog}: error: {error_message(found)}", file=sys.stderr)
+        return 2
     return result if isinstance(result, int) else 0

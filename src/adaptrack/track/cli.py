@@ -35,7 +35,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from jsonargparse import CLI
+from jsonargparse import auto_parser
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
@@ -45,12 +45,16 @@ from adaptrack.common.cli import (
     add_threads_argument,
     apply_deterministic,
     apply_threads_and_log_root,
+    check_finite_config,
+    check_run_config,
     continue_run_folder,
     run_command,
     trainer_defaults,
 )
+from adaptrack.common.errors import DataError
 from adaptrack.common.report import plot_curves, read_metrics_csv
 from adaptrack.common.training import BestAndLastCheckpoint
+from adaptrack.track.inference.checkpoints import read_meta
 from adaptrack.track.train.callbacks import LossEndCondition
 from adaptrack.track.train.datamodule import TrackDataModule
 from adaptrack.track.train.module import PartDetectorModule, TrackerModule
@@ -74,11 +78,39 @@ class TrackCLI(LightningCLI):
         add_threads_argument(parser)
         add_resume_arguments(parser)
 
+    def _parse_ckpt_path(self) -> None:
+        """Check ``--ckpt_path`` before LightningCLI reads it: a ``fit-parts`` run resumes from a
+        ``fit-parts`` checkpoint, a ``fit`` run from a ``fit`` one. A missing, corrupt or truncated file,
+        one of ``adaptrack adapt`` or one that needs pickled code ends in one line naming it."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path:
+            meta, _ = read_meta(ckpt_path)
+            wanted = "tracker" if self.model_class is TrackerModule else "parts"
+            if meta.get("kind") != wanted:
+                commands = {"parts": "fit-parts", "tracker": "fit"}
+                raise DataError(f"this is a checkpoint of `adaptrack track {commands.get(meta.get('kind'), '?')}`; "
+                                f"--ckpt_path of `adaptrack track {commands[wanted]}` resumes from one it wrote",
+                                ckpt_path)
+        super()._parse_ckpt_path()
+
     def before_instantiate_classes(self) -> None:
-        """Apply ``--threads``; default loggers follow ``trainer.default_root_dir``."""
-        apply_threads_and_log_root(active_config(self), DEFAULT_ROOT)
-        apply_deterministic(active_config(self))
-        continue_run_folder(active_config(self))
+        """Apply ``--threads``, default loggers follow ``trainer.default_root_dir``; refuse non-finite
+        numbers and unwritable output folders before anything is built or written."""
+        config = active_config(self)
+        apply_threads_and_log_root(config, DEFAULT_ROOT)
+        check_run_config(config)
+        apply_deterministic(config)
+        continue_run_folder(config)
+
+    def before_fit(self) -> None:
+        """Read the annotations (and check every frame's header) before the trainer starts and its
+        loggers create their folders, so that a bad file fails before anything is written."""
+        self.datamodule.setup("fit")
+
+    def before_validate(self) -> None:
+        """Read the validation annotations first (see :meth:`before_fit`)."""
+        self.datamodule.setup("validate")
 
     def after_fit(self) -> None:
         """Plot the CSV log into ``curves.png`` beside it."""
@@ -106,7 +138,8 @@ def build_cli(module: type, name: str, args: list[str], run: bool = True) -> Tra
     return TrackCLI(module, TrackDataModule, args=[sub, *rest] if run else rest, run=run,
                     trainer_defaults=trainer_defaults(DEFAULT_ROOT, name),
                     save_config_kwargs={"overwrite": True},
-                    parser_kwargs={"description": f"adaptrack track {name}: {module.__doc__.splitlines()[0]}"})
+                    parser_kwargs={"prog": f"adaptrack track {'fit-parts' if name == 'parts' else 'fit'}",
+                                   "description": f"adaptrack track {name}: {module.__doc__.splitlines()[0]}"})
 
 
 def function_command(name: str, module: str, function: str) -> Callable[[list[str]], int]:
@@ -115,7 +148,11 @@ def function_command(name: str, module: str, function: str) -> Callable[[list[st
 
     def command(argv: list[str]) -> int:
         target = getattr(importlib.import_module(module), function)
-        CLI(target, args=argv, as_positional=False, prog=f"adaptrack track {name}")
+        parser = auto_parser(target, as_positional=False, prog=f"adaptrack track {name}")
+        config = parser.parse_args(argv)
+        config.pop("config", None)
+        check_finite_config(config)  # NaN and inf are refused whether typed or read from a --config file
+        target(**vars(parser.instantiate(config)))
         return 0
 
     return command

@@ -92,8 +92,9 @@ def test_empty_folders(tmp_path, write_png):
     with pytest.raises(DataError, match="no class sub-folders"):
         load_labeled_folder(empty)
     (empty / "a").mkdir()
-    with pytest.raises(DataError, match=r"no images .* class folders"):
+    with pytest.raises(DataError, match=r"class folder 'a' holds no images") as info:
         load_labeled_folder(empty)
+    assert info.value.path == empty / "a"
     with pytest.raises(DataError, match="load it as a labeled folder"):
         load_unlabeled_folder(empty)
     with pytest.raises(DataError, match="folder not found"):

@@ -213,6 +213,9 @@ class DomainAdaptationDataModule(L.LightningDataModule):
         labeled_target: The few labeled target images (third embodiment).
         oversample: S40 (DOA) and S41 (padder).
         image_filter: The preprocessing filter (unit 22), e.g. ``NoiseFilter``; ``None`` keeps every image.
+        known_classes: The class names of a trained model (index = label), so that ``predict`` needs
+            no source data (``adaptrack adapt predict`` sets them from ``--ckpt_path``); ``None``:
+            those of the source set.
     """
 
     def __init__(
@@ -243,6 +246,7 @@ class DomainAdaptationDataModule(L.LightningDataModule):
         labeled_target: LabeledTargetConfig = LabeledTargetConfig(),
         oversample: OversampleConfig = OversampleConfig(),
         image_filter: ImageFilter | None = None,
+        known_classes: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -268,6 +272,7 @@ class DomainAdaptationDataModule(L.LightningDataModule):
         self.weak = build_augmentation("weak", channels, rotation, translate, (scale_min, scale_max))
         self.strong = build_augmentation("strong", channels, rotation, translate, (scale_min, scale_max))
         self.predict_files: list[str] = []
+        self.known_classes = None if known_classes is None else [str(c) for c in known_classes]
 
     # -- loading -------------------------------------------------------------------------------
     def image_set(self, role: Literal["source", "target", "predict"], split: Literal["train", "test"]) -> ImageSet:
@@ -303,14 +308,28 @@ class DomainAdaptationDataModule(L.LightningDataModule):
                                 directory)
             if split == "test":
                 check_same_classes(self.image_set("source", "train"), result)
+            elif self.known_classes is not None and self.known_classes != result.classes:
+                raise ConfigError(f"data.known_classes={self.known_classes} differ from the classes of the source "
+                                  f"set {raw.name!r}: {result.classes}")
         else:  # target / predict: classes matched to the source's by name
-            result = match_classes(self.image_set("source", "train"), result)
+            result = match_classes(self._class_reference(role), result)
         self._sets[key] = result
         return result
 
+    def _class_reference(self, role: str) -> ImageSet:
+        """The set whose classes ``role``'s are matched to: the source training set, or for ``predict``
+        with ``known_classes`` given, an empty set of those classes (no source data is loaded)."""
+        if role == "predict" and self.known_classes is not None:
+            s, c = self.hparams.image_size, self.hparams.channels
+            return ImageSet(torch.empty(0, c, s, s, dtype=torch.uint8), torch.empty(0, dtype=torch.long),
+                            list(self.known_classes), "the model's classes")
+        return self.image_set("source", "train")
+
     @property
     def class_names(self) -> list[str]:
-        """Class names of the labeled source set (index = label)."""
+        """Class names of the labeled source set (index = label), or ``known_classes`` when given."""
+        if self.known_classes is not None:
+            return list(self.known_classes)
         return list(self.image_set("source", "train").classes)
 
     @property
@@ -391,7 +410,7 @@ class DomainAdaptationDataModule(L.LightningDataModule):
                                          name=f"labeled target {cfg.directory}")
             folder = ImageSet(resize_uint8(convert_channels(folder.images, hp.channels), hp.image_size),
                               folder.labels, folder.classes, folder.name, folder.files)
-            pool = match_classes(source, folder)
+            pool = match_classes(source, folder, require_all=True)  # a folder per source class
             what = f"data.labeled_target.directory={cfg.directory}"
         else:
             if target.labels is None:

@@ -41,8 +41,8 @@ def load_labeled_folder(root: str | Path, *, size: Size | None = None, channels:
         name: Name of the set; defaults to the folder path.
 
     Raises:
-        DataError: The folder is missing, has no class sub-folder or no image, or an image is
-            unreadable (naming the file).
+        DataError: The folder is missing, has no class sub-folder, a class sub-folder without images,
+            or an image is unreadable (naming the file).
     """
     root = Path(root)
     _check_dir(root)
@@ -55,6 +55,9 @@ def load_labeled_folder(root: str | Path, *, size: Size | None = None, channels:
     labels: list[int] = []
     for index, cls in enumerate(classes):
         files = list_images(root / cls, recursive=True)
+        if not files and (root / cls).is_dir():
+            raise DataError(f"class folder {cls!r} holds no images ({', '.join(IMAGE_SUFFIXES)}); add images of "
+                            "that class or remove the folder", root / cls)
         paths += files
         labels += [index] * len(files)
     if not paths:
@@ -107,18 +110,24 @@ def check_same_classes(a: ImageSet, b: ImageSet) -> None:
     raise DataError(f"class names differ: {a.name} has {a.classes}, {b.name} has {b.classes} ({detail})")
 
 
-def match_classes(reference: ImageSet, other: ImageSet) -> ImageSet:
+def match_classes(reference: ImageSet, other: ImageSet, require_all: bool = False) -> ImageSet:
     """Express ``other`` in the classes of ``reference``, matching classes by (folder) name.
 
     A labeled ``other`` may hold a subset of the reference classes (e.g. a test folder missing one
-    class); its labels are re-indexed into ``reference.classes``. An unlabeled ``other`` simply takes
-    the reference class names.
+    class) unless ``require_all``; its labels are re-indexed into ``reference.classes``. An unlabeled
+    ``other`` simply takes the reference class names.
+
+    Args:
+        reference: The set whose classes are the model's (the source).
+        other: The set to re-index.
+        require_all: Every class of ``reference`` must be in ``other`` (the labeled target images).
 
     Returns:
         A new set sharing ``other``'s images.
 
     Raises:
-        DataError: ``other`` has a class name the reference lacks; the message lists both lists.
+        DataError: ``other`` has a class name the reference lacks, or (``require_all``) lacks one the
+            reference has; the message lists both lists.
     """
     if other.labels is None:
         return ImageSet(other.images, None, list(reference.classes), other.name, other.files)
@@ -126,5 +135,10 @@ def match_classes(reference: ImageSet, other: ImageSet) -> ImageSet:
     if unknown:
         raise DataError(f"classes {unknown} of {other.name} are not among the classes of {reference.name}: "
                         f"{reference.name} has {reference.classes}, {other.name} has {other.classes}")
+    missing = [c for c in reference.classes if c not in other.classes]
+    if require_all and missing:
+        raise DataError(f"classes {missing} of {reference.name} have no folder in {other.name}: it needs one "
+                        f"sub-folder per class ({reference.name} has {reference.classes}, {other.name} has "
+                        f"{other.classes})")
     mapping = torch.tensor([reference.classes.index(c) for c in other.classes])  # (K_other,) int64
     return ImageSet(other.images, mapping[other.labels], list(reference.classes), other.name, other.files)

@@ -83,7 +83,7 @@ def read_posetrack(json_path: str | Path, images_root: str | Path | None = None,
         The annotated frames in frame order.
 
     Raises:
-        DataError: Missing/invalid JSON, missing keys, bad boxes, unknown image ids, unknown keypoint
+        DataError: Missing/invalid JSON, missing keys, bad boxes, duplicate or unknown image ids, unknown keypoint
             names, or (with ``check_images``) a missing or unreadable frame; the message names the
             file, the image id/frame and the key.
     """
@@ -184,8 +184,14 @@ class _Reader:
         keypoint_names = self._keypoint_names(data)
 
         by_image: dict[int, list[tuple[int, dict[str, Any]]]] = {}
-        image_ids = {self._int(self.require(im, "id", f"images[{i}]"), f"images[{i}]", "id")
-                     for i, im in enumerate(images)}
+        image_ids: dict[int, int] = {}  # image id -> its index in images
+        for i, im in enumerate(images):
+            image_id = self._int(self.require(im, "id", f"images[{i}]"), f"images[{i}]", "id")
+            if image_id in image_ids:
+                first = image_ids[image_id]
+                raise self.fail(f"images[{i}]", "id",
+                                f"duplicate image id {image_id} (also images[{first}]); every image needs its own id")
+            image_ids[image_id] = i
         for j, ann in enumerate(annotations):
             where = f"annotations[{j}]"
             image_id = self._int(self.require(ann, "image_id", where), where, "image_id")

@@ -57,8 +57,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from adaptrack.common.errors import DataError
-from adaptrack.common.files import atomic_write
+from adaptrack.common.errors import ConfigError, DataError
+from adaptrack.common.files import atomic_write, check_writable_dir
 from adaptrack.common.report import format_table
 from adaptrack.track.data.frames import load_frame
 from adaptrack.track.data.posetrack import read_posetrack_dir
@@ -521,10 +521,12 @@ def evaluate(checkpoints: list[str], data: str, names: list[str] | None = None, 
         The table rows.
     """
     torch.set_num_threads(threads)
+    if output is not None:
+        check_writable_dir(output, "--output")  # before any track is evaluated
     if init_visibility is not None and not 0.0 <= init_visibility <= 1.0:
-        raise ValueError(f"init_visibility must be a share in [0, 1] or null, got {init_visibility}")
+        raise ConfigError(f"init_visibility must be a share in [0, 1] or null, got {init_visibility}")
     if names is not None and len(names) != len(checkpoints):
-        raise ValueError(f"{len(names)} names for {len(checkpoints)} checkpoints")
+        raise ConfigError(f"{len(names)} names for {len(checkpoints)} checkpoints")
     overrides = dict(settings or {})
     overrides.update({key: value for key, value in (("part_window", part_window), ("part_exponent", part_exponent))
                       if value is not None})

@@ -49,6 +49,7 @@ from typing import Literal, Protocol
 import numpy as np
 import torch
 
+from adaptrack.common.errors import ConfigError
 from adaptrack.track.geometry import (
     Ratio,
     box_centre,
@@ -149,23 +150,23 @@ class TrackerSettings:
     def __post_init__(self) -> None:
         for name in ("prior_sigma", "part_exponent", "motion_noise", "redetect_margin"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"tracker setting {name} must be > 0, got {getattr(self, name)}")
+                raise ConfigError(f"tracker setting {name} must be > 0, got {getattr(self, name)}")
         for name in ("window_power", "part_window", "gate", "part_gate", "redetect_min", "memory_threshold",
                      "distractor_weight", "jump_penalty", "candidate_min"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"tracker setting {name} must be a finite number >= 0, got {value}")
+                raise ConfigError(f"tracker setting {name} must be a finite number >= 0, got {value}")
         if not 0 <= self.memory_weight <= 1:
-            raise ValueError(f"tracker setting memory_weight must be in [0, 1], got {self.memory_weight}")
+            raise ConfigError(f"tracker setting memory_weight must be in [0, 1], got {self.memory_weight}")
         for name in ("memory_interval", "top_k", "redetect_interval"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"tracker setting {name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"tracker setting {name} must be >= 1, got {getattr(self, name)}")
         if self.motion not in ("last", "velocity"):
-            raise ValueError(f"tracker setting motion must be 'last' or 'velocity', got {self.motion!r}")
+            raise ConfigError(f"tracker setting motion must be 'last' or 'velocity', got {self.motion!r}")
         if self.redetect and not (self.gate > 0 or (self.coast_on_hidden_part and self.part_gate > 0)):
-            raise ValueError("tracker setting redetect needs gate > 0 (re-detection runs on gated frames)")
+            raise ConfigError("tracker setting redetect needs gate > 0 (re-detection runs on gated frames)")
         if self.coast_on_hidden_part and not self.part_gate > 0:
-            raise ValueError("tracker setting coast_on_hidden_part needs part_gate > 0")
+            raise ConfigError("tracker setting coast_on_hidden_part needs part_gate > 0")
 
     @classmethod
     def from_meta(cls, meta: Mapping[str, object]) -> TrackerSettings:
@@ -178,7 +179,7 @@ class TrackerSettings:
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(meta) - set(known))
         if unknown:
-            raise ValueError(f"unknown tracker settings {unknown}; valid: {sorted(known)}")
+            raise ConfigError(f"unknown tracker settings {unknown}; valid: {sorted(known)}")
         cast = {float: float, int: int, bool: bool, "float": float, "int": int, "bool": bool}
         values: dict[str, object] = {}
         for name, value in meta.items():

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from adaptrack.common.errors import DataError
-from adaptrack.common.files import atomic_path, atomic_write
+from adaptrack.common.files import atomic_path, atomic_write, check_writable_dir
 from adaptrack.track.inference.checkpoints import load_models
 from adaptrack.track.inference.decoder import Maps, TrackerSettings
 from adaptrack.track.models import PartDetector, SubjectModel
@@ -168,6 +168,7 @@ def export(checkpoint: str, output: str, input_size: int | None = None, opset: i
     Returns:
         Largest absolute difference per graph.
     """
+    check_writable_dir(output, "--output")
     part, subject, meta = load_models(checkpoint)
     size = int(input_size or meta.get("input_size") or 256)
     diffs = export_models(part, subject, output, meta["parts"], size,

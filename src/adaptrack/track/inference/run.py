@@ -23,7 +23,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from adaptrack.common.errors import DataError
-from adaptrack.common.files import atomic_path, atomic_write
+from adaptrack.common.files import atomic_path, atomic_write, check_writable_dir
+from adaptrack.common.images import decode_image
 from adaptrack.track.inference.tracker import TrackResult, load_tracker
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -41,11 +42,7 @@ def iter_frames(source: str | Path) -> Iterator[tuple[str, np.ndarray]]:
         if not files:
             raise DataError(f"no frames (none of {', '.join(sorted(IMAGE_SUFFIXES))}) in this folder", source)
         for f in files:
-            try:
-                with Image.open(f) as im:
-                    yield str(f), np.asarray(im.convert("RGB"))
-            except OSError as exc:
-                raise DataError(f"frame file is unreadable ({exc})", f) from exc
+            yield str(f), decode_image(f, "RGB", what="frame file")[0]  # (H, W, 3) uint8
         return
     if not source.is_file():
         raise DataError("no such frame folder or video file", source)
@@ -128,6 +125,7 @@ def run(checkpoint: str, source: str, box: list[float], output: str = "runs/trac
     import torch
 
     torch.set_num_threads(threads)
+    check_writable_dir(output, "--output")  # before any frame is tracked
     if len(box) != 4:
         raise DataError(f"--box needs 4 numbers x,y,w,h, got {box}")
     tracker = load_tracker(checkpoint, threads, **(settings or {}))

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from adaptrack.common.errors import DataError
+from adaptrack.common.errors import ConfigError, DataError
 from adaptrack.track.geometry import Ratio, scale_boxes, size_ratio
 from adaptrack.track.inference.checkpoints import load_models
 from adaptrack.track.inference.decoder import Backend, Decoded, FrameDecoder, Maps, TrackerSettings
@@ -177,7 +177,7 @@ class Tracker:
     def __init__(self, backend: Backend, parts: list[str], stride: int = 8, input_size: int = 256,
                  settings: TrackerSettings | None = None) -> None:
         if input_size % stride:
-            raise ValueError(f"input_size {input_size} must be a multiple of the stride {stride}")
+            raise ConfigError(f"input_size {input_size} must be a multiple of the stride {stride}")
         self.backend = backend
         self.parts = list(parts)
         self.stride = stride
@@ -297,7 +297,7 @@ def load_tracker(path: str | Path, threads: int = 1, input_size: int | None = No
         stride = int(meta["stride"])
         size = int(meta["input_size"])
         if input_size is not None and input_size != size:
-            raise ValueError(f"{path}: the ONNX graphs are fixed to input_size {size}; export again with "
+            raise ConfigError(f"{path}: the ONNX graphs are fixed to input_size {size}; export again with "
                              f"--input_size {input_size}")
     else:
         part, subject, meta = load_models(path)
@@ -307,7 +307,7 @@ def load_tracker(path: str | Path, threads: int = 1, input_size: int | None = No
         size = int(input_size or meta.get("input_size") or 256)
     unknown = sorted(set(overrides) - _SETTING_NAMES)
     if unknown:
-        raise ValueError(f"unknown tracker settings {unknown}; valid: {sorted(_SETTING_NAMES)}")
+        raise ConfigError(f"unknown tracker settings {unknown}; valid: {sorted(_SETTING_NAMES)}")
     settings = dataclasses.replace(TrackerSettings.from_meta(recorded), **overrides)  # type: ignore[arg-type]
     return Tracker(backend, list(meta["parts"]), stride, size, settings)
 

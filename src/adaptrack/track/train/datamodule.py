@@ -97,12 +97,7 @@ class TrackDataModule(pl.LightningDataModule):
         if self.train_set is None and stage in (None, "fit"):
             sequences = self._read(self.hparams.train_dir, "train")
             if self.hparams.clip_order == "sequential":
-                _, world = process_shard(self.trainer)
-                pool = self._dataset(sequences, None, self.hparams.seed)  # type: ignore[arg-type]
-                # every process walks batch_size streams of its own (SequentialClips.shard)
-                self.train_set = SequentialClips(pool, self.hparams.batch_size * world,
-                                                 self.hparams.samples_per_epoch, self.hparams.max_stride,
-                                                 self.hparams.seed)
+                self.train_set = self._sequential(self._dataset(sequences, None, self.hparams.seed), 1)
             else:
                 self.train_set = self._dataset(sequences, self.hparams.samples_per_epoch, self.hparams.seed,
                                                self.hparams.hard_share)
@@ -110,11 +105,20 @@ class TrackDataModule(pl.LightningDataModule):
             self.val_set = self._dataset(self._read(self.hparams.val_dir, "val"),
                                          self.hparams.val_samples, self.hparams.seed + 1)
 
+    def _sequential(self, pool: ClipDataset, world: int) -> SequentialClips:
+        """The in-order pass: every one of ``world`` processes walks ``batch_size`` streams of its own
+        (:meth:`SequentialClips.shard`)."""
+        hp = self.hparams
+        return SequentialClips(pool, hp.batch_size * world, hp.samples_per_epoch, hp.max_stride, hp.seed)
+
     def train_dataloader(self) -> DataLoader:
         """This process's share of the epoch's clips, as ``(epoch, index)`` pairs; a restart inside an
         epoch skips the batches already trained (:class:`~adaptrack.common.resume.ResumableSampler`)."""
         assert self.train_set is not None, "setup('fit') was not called"
         rank, world = process_shard(self.trainer)
+        if isinstance(self.train_set, SequentialClips) and self.train_set.streams != self.hparams.batch_size * world:
+            # set up before the processes were known (the CLI reads the data before the trainer starts)
+            self.train_set = self._sequential(self.train_set.clips, world)
         bs = self.hparams.batch_size
         sampler = ResumableSampler(self.train_set, bs, lambda: fit_position(self.trainer), rank, world)
         n = self.hparams.num_workers
