@@ -121,6 +121,7 @@ def _nondeterministic_afterwards() -> None:
 def test_deterministic_flag_seeds_everything_and_repeats_a_run_bit_for_bit(tmp_path: Path,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PL_GLOBAL_SEED", raising=False)  # set by the runs of earlier tests in this process
     args = ["fit", *ADAPT, *COMMON[:-4], "--trainer.max_epochs", "1", "--seed_everything", "true", "--deterministic",
             "true"]
     for root in ("a", "b"):

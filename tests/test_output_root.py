@@ -86,3 +86,16 @@ def test_predict_rebuilds_a_folder_trained_model_from_the_checkpoint_alone(tmp_p
     expected = classifier.predict(sorted(images.glob("*.png")))
     assert [r["predicted_class"] for r in rows] == expected.names
     assert [float(r["confidence"]) for r in rows] == pytest.approx(expected.confidence.tolist(), abs=1e-3)
+
+
+def test_a_shipped_config_s_checkpoint_folder_follows_default_root_dir(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    data = build_track_set(tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "my_root"
+    config = Path(__file__).resolve().parents[1] / "configs" / "track" / "parts.yaml"  # dirpath: runs/track/parts/...
+    assert track_main(["fit-parts", "--config", str(config), "--data.train_dir", str(data), "--data.val_dir",
+                       str(data / "annotations" / "train"), *TRACK_TINY, "--model.fine_maps", "false",
+                       "--model.crop_size", "null", "--trainer.default_root_dir", str(root)]) == 0
+    assert (root / "checkpoints" / "last.ckpt").is_file()
+    assert not (tmp_path / "runs").exists()

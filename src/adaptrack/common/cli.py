@@ -132,8 +132,11 @@ def apply_threads_and_log_root(config: Namespace, default_root: str) -> None:
     """Apply ``--threads``, and point the default loggers at ``--trainer.default_root_dir``.
 
     Call from ``LightningCLI.before_instantiate_classes``. A logger whose ``save_dir`` is still under
-    ``default_root`` (the trainer defaults') moves to ``trainer.default_root_dir``, so that one option
-    moves a run's logs and checkpoints together; a logger given another folder stays there.
+    ``default_root`` (the trainer defaults') moves to ``trainer.default_root_dir``, and so does a
+    ``checkpoint.dirpath`` under ``default_root`` that is not under ``trainer.default_root_dir`` (the
+    shipped track configs fix ``runs/track/<name>/checkpoints``: it becomes
+    ``<default_root_dir>/checkpoints``), so that one option moves a run's logs and checkpoints
+    together; a logger or checkpoint folder given elsewhere stays there.
 
     Raises:
         ConfigError: ``threads`` below 1.
@@ -150,6 +153,15 @@ def apply_threads_and_log_root(config: Namespace, default_root: str) -> None:
         args = getattr(logger, "init_args", None)
         if args is not None and str(args.get("save_dir", "")).startswith(default_root):
             args.save_dir = str(root)
+    checkpoint = config.get("checkpoint")
+    dirpath = checkpoint.get("dirpath") if checkpoint is not None else None
+    if root and dirpath and str(dirpath).startswith(default_root) and not _is_under(Path(str(dirpath)), Path(root)):
+        # a shipped config's fixed folder (runs/track/parts/checkpoints): it follows the moved run folder
+        checkpoint.dirpath = str(Path(root) / "checkpoints")
+
+
+def _is_under(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
 
 
 def continue_run_folder(config: Namespace) -> None:
