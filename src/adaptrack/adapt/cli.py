@@ -36,6 +36,7 @@ from adaptrack.common.cli import (
     run_command,
     trainer_defaults,
 )
+from adaptrack.common.distributed import resolve_ddp_strategy
 from adaptrack.common.files import safe_torch_load
 from adaptrack.common.report import format_table
 from adaptrack.common.training import BestAndLastCheckpoint
@@ -91,6 +92,16 @@ class AdaptCLI(LightningCLI):
         apply_threads_and_log_root(active_config(self), DEFAULT_ROOT)
         apply_deterministic(active_config(self))
         continue_run_folder(active_config(self))
+        self._resolve_ddp()
+
+    def _resolve_ddp(self) -> None:
+        """``--trainer.strategy ddp`` with the DDP options the configured method and update need
+        (:meth:`DomainAdaptationModule.ddp_find_unused_parameters`)."""
+        config = active_config(self)
+        model = config.get("model")
+        if model is not None:
+            resolve_ddp_strategy(config, DomainAdaptationModule.ddp_find_unused_parameters(
+                str(model.get("method")), str(model.get("update"))))
 
     def before_fit(self) -> None:
         """Load and prepare the training sets before the trainer starts, so that a bad option or file
