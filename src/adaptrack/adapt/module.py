@@ -283,13 +283,14 @@ class DomainAdaptationModule(L.LightningModule):
             wrapped.require_forward_param_sync = True
 
     def on_train_epoch_end(self) -> None:
+        # compute() reduces over the DDP ranks; sync_dist only tells Lightning the value is global
         if self.pseudo_share.update_count:
-            self.log("pseudo/share", self.pseudo_share.compute())
+            self.log("pseudo/share", self.pseudo_share.compute(), sync_dist=True)
             self.pseudo_share.reset()
         if self.pseudo_acc.update_count:
             accuracy = self.pseudo_acc.compute()  # over the ranks: the same value (and test) on each
             if bool(torch.isfinite(accuracy)):
-                self.log("pseudo/accuracy", accuracy)
+                self.log("pseudo/accuracy", accuracy, sync_dist=True)
             self.pseudo_acc.reset()
 
     # -- evaluation: source validation selects checkpoints; target labels are only reported ----
