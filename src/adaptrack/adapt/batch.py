@@ -19,6 +19,8 @@ class RawBatch:
         target_index: ``(Bt,)`` int64 index of each target image in the unlabeled pool.
         labeled: ``(Bl, C, H, W)`` uint8 labeled target images (``Bl = 0`` without them).
         labeled_labels: ``(Bl,)`` int64.
+        source_index: ``(Bs,)`` int64 index of each source image in the source training set, or
+            ``None`` (bookkeeping: which images a rank read under DDP).
     """
 
     source: torch.Tensor
@@ -28,6 +30,7 @@ class RawBatch:
     target_index: torch.Tensor
     labeled: torch.Tensor
     labeled_labels: torch.Tensor
+    source_index: torch.Tensor | None = None
 
 
 @dataclass
@@ -45,6 +48,7 @@ class AdaptBatch:
         target_index: ``(Bt,)`` int64 index of each target image in the unlabeled pool (per-epoch labels).
         labeled: ``(Bl, C, H, W)`` float labeled target images (third embodiment), weak view; ``Bl`` may be 0.
         labeled_labels: ``(Bl,)`` int64 their labels (the minority-shot loss, S32).
+        source_index: ``(Bs,)`` int64 index of each source image in the source training set, or ``None``.
     """
 
     source: torch.Tensor
@@ -55,3 +59,4 @@ class AdaptBatch:
     target_index: torch.Tensor
     labeled: torch.Tensor
     labeled_labels: torch.Tensor
+    source_index: torch.Tensor | None = None

@@ -37,6 +37,7 @@ from adaptrack.common.cli import (
     run_command,
     trainer_defaults,
 )
+from adaptrack.common.distributed import resolve_ddp_strategy
 from adaptrack.common.report import format_table
 from adaptrack.common.training import BestAndLastCheckpoint
 
@@ -102,12 +103,22 @@ class AdaptCLI(LightningCLI):
         check_run_config(config)
         apply_deterministic(config)
         continue_run_folder(config)
+        self._resolve_ddp()
 
     def _prepare(self, stage: str) -> None:
         """Load and prepare the data of ``stage`` before the trainer starts (and its loggers create
         their folders), so that a bad option or file (k larger than a class, an empty folder, …)
         fails before anything is trained or written."""
         self.datamodule.setup(stage)
+
+    def _resolve_ddp(self) -> None:
+        """``--trainer.strategy ddp`` with the DDP options the configured method and update need
+        (:meth:`DomainAdaptationModule.ddp_find_unused_parameters`)."""
+        config = active_config(self)
+        model = config.get("model")
+        if model is not None:
+            resolve_ddp_strategy(config, DomainAdaptationModule.ddp_find_unused_parameters(
+                str(model.get("method")), str(model.get("update"))))
 
     def before_fit(self) -> None:
         """Prepare the training sets (see :meth:`_prepare`)."""

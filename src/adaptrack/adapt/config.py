@@ -128,8 +128,11 @@ class PseudoLabelConfig:
         mask_value: The value written into masked logits (zero in the patent; any value, ¶105).
         per_class_cap: Fifth modification (S17, FIGS. 12A/B): at most this many pseudo labels per
             class in a mini-batch; an int is a count, a float in (0, 1) a fraction of the mini-batch,
-            ``"equalize"`` the count of the smallest non-empty class; ``None`` no cap.
-        total_cap: Sixth modification (S18): at most this share of the mini-batch is pseudo-labeled.
+            ``"equalize"`` the count of the smallest non-empty class; ``None`` no cap. Under DDP the
+            mini-batch is each process's own (``data.batch_size`` target images): the cap applies per
+            process, so N processes select up to N times the count per global batch.
+        total_cap: Sixth modification (S18): at most this share of the mini-batch is pseudo-labeled
+            (under DDP: of each process's mini-batch, as ``per_class_cap``).
         scope: ``batch`` (claim 12, S10): labels are computed inside each mini-batch and never reused;
             ``epoch``: labels are computed once per epoch over the whole unlabeled target set (in eval
             mode) and reused for every mini-batch of that epoch — the opposite, to measure claim 12.

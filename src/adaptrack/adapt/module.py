@@ -8,6 +8,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -89,6 +90,8 @@ class DomainAdaptationModule(L.LightningModule):
         self.net = build_network(n.preset, in_channels, num_classes, image_size, channels=n.conv_channels,
                                  class_hidden=n.class_hidden, domain_hidden=n.domain_hidden, dropout=n.dropout)
         self.net.to(memory_format=CHANNELS_LAST)
+        if not self.method.domain_adversarial:  # never trained: no gradient expected (DDP), none computed
+            self.net.domain_classifier.requires_grad_(False)
         p = self.pseudo_config
         self.labeler = PseudoLabeler(p.threshold, p.masking, p.lower_threshold, p.per_class_cap, p.total_cap)
         self.gate = SelfLearningGate(self.gate_config)
@@ -99,6 +102,25 @@ class DomainAdaptationModule(L.LightningModule):
         self.val_target_conf = MeanMetric()
         self.pseudo_share = MeanMetric()
         self.pseudo_acc = MeanMetric()
+
+    @staticmethod
+    def ddp_find_unused_parameters(method: str, update: str) -> bool:
+        """Whether DDP must look for parameters without a gradient (``find_unused_parameters=True``).
+
+        Every backward pass of a step must give every trainable parameter a gradient, or DDP's
+        reducer waits for the missing ones and fails. Methods without a domain classifier loss
+        (``source_only``, ``self_training``) freeze it (``requires_grad=False``), so DDP never
+        expects its gradient; ``joint`` updates then use every trainable parameter in their one
+        backward. ``two_stage`` with a domain-adversarial method runs a second backward (S20) that
+        leaves the domain classifier out: that one needs the search. The CLI turns
+        ``--trainer.strategy ddp`` into ``ddp_find_unused_parameters_true`` when this is true
+        (:func:`~adaptrack.common.distributed.resolve_ddp_strategy`).
+
+        Args:
+            method: ``model.method``.
+            update: ``model.update``.
+        """
+        return update == "two_stage" and get_method(method).domain_adversarial
 
     def _check_method_options(self) -> None:
         """Options that only make sense with some methods fail at start-up, naming the keys."""
@@ -176,16 +198,31 @@ class DomainAdaptationModule(L.LightningModule):
             opt.step()
         return loss.detach()
 
+    def _update_gate(self, step: Step, progress: float) -> None:
+        """Feed S4/S11 the step's source and domain losses, each the mean over all ranks.
+
+        Under DDP every rank sees its own mini-batch; the gate decides on the losses averaged over
+        the ranks (one all-reduce of two numbers; nothing on one process), so every rank takes the
+        same decision. The domain loss is 0 for methods without a domain classifier.
+        """
+        domain = step.domain_loss().detach() if self.method.domain_adversarial else step.source_loss().new_zeros(())
+        losses = torch.stack([step.source_loss().detach(), domain])  # (2,)
+        if self._trainer is not None and self.trainer.world_size > 1:
+            losses = self.trainer.strategy.reduce(losses, reduce_op="mean")
+        source, domain = losses.tolist()
+        self.gate.update(source, progress, domain)
+
     def _record_pseudo(self, pseudo: PseudoLabels | None, batch: AdaptBatch, logs: dict[str, torch.Tensor]) -> None:
         if pseudo is None:
             return
         share = pseudo.selected.float().mean()
         self.pseudo_share.update(share)
         logs["pseudo_share"] = share
-        known = pseudo.selected & (batch.target_report_labels >= 0)
-        if bool(known.any()):  # reporting only; labels never reach a loss
-            correct = (pseudo.labels[known] == batch.target_report_labels[known]).float()
-            self.pseudo_acc.update(correct.mean(), weight=int(known.sum()))
+        known = pseudo.selected & (batch.target_report_labels >= 0)  # reporting only; never reaches a loss
+        # updated at every self-learning step, known labels or not, so that every DDP rank has the
+        # same number of updates (compute() gathers over the ranks); 0/0 = NaN when none is known
+        correct = (pseudo.labels[known] == batch.target_report_labels[known]).float().sum()
+        self.pseudo_acc.update(correct / known.sum().clamp(min=1), weight=known.sum().float())
 
     def training_step(self, batch: AdaptBatch, batch_idx: int) -> dict[str, torch.Tensor]:
         """One iteration of FIG. 3 (joint) or FIG. 19 (two stages); returns ``{"loss": …, **logs}``.
@@ -206,14 +243,12 @@ class DomainAdaptationModule(L.LightningModule):
             terms = {**self.method.supervised(step), **(self.method.self_learning(step) if self_learns else {})}
             loss = self._backward(terms, weights, freeze_domain=False)  # S5, S6
             self._record_pseudo(step.pseudo, batch, logs)
-            self.gate.update(float(step.source_loss().detach()), progress,
-                             float(step.domain_loss().detach()) if self.method.domain_adversarial else 0.0)
+            self._update_gate(step, progress)
         else:
             step = self._step(batch, coef, supervised=True, self_learning=False)
             terms = self.method.supervised(step)
             loss = self._backward(terms, weights, freeze_domain=False)  # S5, S6 (first learner 10a)
-            self.gate.update(float(step.source_loss().detach()), progress,  # S4 after S6 (FIG. 19)
-                             float(step.domain_loss().detach()) if self.method.domain_adversarial else 0.0)
+            self._update_gate(step, progress)  # S4 after S6 (FIG. 19)
             self_learns = self.method.self_learns and self.gate.active
             if self_learns:
                 again = self._step(batch, coef, supervised=False, self_learning=True)  # S7-S9, fresh pass
@@ -233,12 +268,30 @@ class DomainAdaptationModule(L.LightningModule):
                        "train/lr": self.optimizers().param_groups[0]["lr"]})
         return {"loss": loss, **logs}
 
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Under DDP: let the next forward of the wrapped module broadcast rank 0's buffers, as DDP does.
+
+        DDP (``broadcast_buffers=True``) copies rank 0's buffers (the batch norms' running
+        statistics) to every rank at the start of each forward while its flag
+        ``require_forward_param_sync`` is set; with manual optimization Lightning's forward
+        redirection leaves that flag cleared after every training step, so the ranks' statistics
+        drift apart (rank 1 would then validate, and compute per-epoch teacher logits, with
+        statistics other than the checkpointed ones). Setting it again restores DDP's behaviour:
+        every step, and the first validation batch, start from rank 0's buffers. No-op otherwise.
+        """
+        wrapped = self.trainer.strategy.model
+        if isinstance(wrapped, DistributedDataParallel):
+            wrapped.require_forward_param_sync = True
+
     def on_train_epoch_end(self) -> None:
+        # compute() reduces over the DDP ranks; sync_dist only tells Lightning the value is global
         if self.pseudo_share.update_count:
-            self.log("pseudo/share", self.pseudo_share.compute())
+            self.log("pseudo/share", self.pseudo_share.compute(), sync_dist=True)
             self.pseudo_share.reset()
         if self.pseudo_acc.update_count:
-            self.log("pseudo/accuracy", self.pseudo_acc.compute())
+            accuracy = self.pseudo_acc.compute()  # over the ranks: the same value (and test) on each
+            if bool(torch.isfinite(accuracy)):
+                self.log("pseudo/accuracy", accuracy, sync_dist=True)
             self.pseudo_acc.reset()
 
     # -- evaluation: source validation selects checkpoints; target labels are only reported ----

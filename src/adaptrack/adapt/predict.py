@@ -160,6 +160,9 @@ def write_predictions_csv(path: str | Path, files: Sequence[str], probs: torch.T
 class PredictionCSVWriter(BasePredictionWriter):
     """Collects ``predict`` outputs and writes them as CSV (atomically) at the end of the epoch.
 
+    Under DDP the prediction loader is not sharded (every rank predicts every image) and only
+    rank 0 writes the file.
+
     Args:
         output: Destination CSV file.
         top_k: Number of classes listed per image.
@@ -172,7 +175,7 @@ class PredictionCSVWriter(BasePredictionWriter):
 
     def write_on_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, predictions: Sequence[Any],
                            batch_indices: Sequence[Any]) -> None:
-        if not predictions:
+        if not predictions or not trainer.is_global_zero:  # under DDP every rank predicts every image
             return
         batches = predictions[0] if isinstance(predictions[0], list) else predictions
         probs = torch.cat(list(batches))

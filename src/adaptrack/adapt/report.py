@@ -43,7 +43,8 @@ def pseudo_label_stats(probs: torch.Tensor, labels: torch.Tensor | None, thresho
 class AdaptationReport(L.Callback):
     """At the end of ``fit``: evaluate the final model, print a table, write JSON and a PNG.
 
-    Target labels are used here only to report; nothing here feeds back into training.
+    Target labels are used here only to report; nothing here feeds back into training. Under DDP
+    only rank 0 evaluates (the whole sets, with its weights: those of every rank) and writes.
 
     Args:
         print_table: Print the table to stdout.
@@ -58,7 +59,11 @@ class AdaptationReport(L.Callback):
         self._start = time.perf_counter()
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.global_rank != 0 or trainer.sanity_checking:
+        if trainer.sanity_checking:
+            return
+        # every rank asks: under DDP ``trainer.log_dir`` is a collective (rank 0's folder, broadcast)
+        log_dir = Path(trainer.log_dir or trainer.default_root_dir)
+        if trainer.global_rank != 0:  # one writer: rank 0 evaluates and writes the report
             return
         assert isinstance(pl_module, DomainAdaptationModule)
         wall = time.perf_counter() - self._start
@@ -80,7 +85,6 @@ class AdaptationReport(L.Callback):
             "steps": trainer.global_step,
             "wall s": wall,
         }
-        log_dir = Path(trainer.log_dir or trainer.default_root_dir)
         self.result = {**row, "source": dm.hparams.source, "target": dm.hparams.target,
                        "update": pl_module.update, "pseudo_view": pl_module.pseudo_config.view,
                        "self_learning_started_at": pl_module.gate.state.start_progress,

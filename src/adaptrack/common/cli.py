@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -146,6 +147,9 @@ def apply_threads_and_log_root(config: Namespace, default_root: str) -> None:
         if int(threads) < 1:
             raise ConfigError(f"threads: expected at least 1 (or null: torch's choice), got {threads}")
         torch.set_num_threads(int(threads))
+        # Lightning's DDP launcher sets each process's threads to cores / processes unless
+        # OMP_NUM_THREADS is set; set, it keeps --threads (in this process and the ranks it starts)
+        os.environ["OMP_NUM_THREADS"] = str(int(threads))
     trainer = config.get("trainer")
     root = trainer.get("default_root_dir") if trainer is not None else None
     loggers = trainer.get("logger") if trainer is not None else None

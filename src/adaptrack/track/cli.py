@@ -113,7 +113,9 @@ class TrackCLI(LightningCLI):
         self.datamodule.setup("validate")
 
     def after_fit(self) -> None:
-        """Plot the CSV log into ``curves.png`` beside it."""
+        """Plot the CSV log into ``curves.png`` beside it (rank 0 only under DDP: one writer per file)."""
+        if not self.trainer.is_global_zero:
+            return
         for logger in self.trainer.loggers:
             csv = Path(logger.log_dir or "") / "metrics.csv"
             if type(logger).__name__ == "CSVLogger" and csv.is_file():

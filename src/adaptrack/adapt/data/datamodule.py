@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-from torch.utils.data import BatchSampler, DataLoader, IterableDataset, SequentialSampler, TensorDataset
+from torch.utils.data import DataLoader, IterableDataset
 
 from adaptrack.adapt.batch import AdaptBatch, RawBatch
 from adaptrack.adapt.data.augment import build_augmentation, convert_channels, resize_uint8, to_float
@@ -34,6 +34,7 @@ from adaptrack.adapt.data.base import ImageSet
 from adaptrack.adapt.data.filters import ImageFilter
 from adaptrack.adapt.data.folders import load_labeled_folder
 from adaptrack.adapt.data.registry import check_same_classes, load_dataset, match_classes
+from adaptrack.common.distributed import batch_shard
 from adaptrack.common.errors import ConfigError, DataError
 from adaptrack.common.resume import AUGMENT_STREAM, fit_position, process_shard, step_random
 
@@ -171,7 +172,40 @@ class PairedBatches(IterableDataset):
                 labeled = _empty_like(self.source.images)
                 labeled_labels = torch.empty(0, dtype=torch.long)
             yield RawBatch(self.source.images[i], self.source.labels[i],  # (B, C, H, W) uint8, (B,)
-                           self.target.images[j], self.target_report_labels[j], j, labeled, labeled_labels)
+                           self.target.images[j], self.target_report_labels[j], j, labeled, labeled_labels, i)
+
+
+class EvalBatches(IterableDataset):
+    """Consecutive batches of one evaluation set: this rank's contiguous run of them, in order.
+
+    With ``world`` processes rank ``r`` reads its whole batches of the one-process batching
+    (:func:`~adaptrack.common.distributed.batch_shard`) and nothing else: the ranks' parts
+    partition the set without repeating an image, so validation and test metrics reduced over the
+    ranks (torchmetrics) are exactly the one-process ones. An iterable dataset, so Lightning adds
+    no sampler of its own under DDP.
+
+    Args:
+        images: ``(N, C, H, W)`` uint8 images.
+        labels: ``(N,)`` labels, -1 where unknown.
+        batch_size: Images per batch.
+        rank: This process's rank.
+        world: Number of processes.
+        what: The set's name (for the error of a set with fewer batches than processes).
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, rank: int = 0,
+                 world: int = 1, what: str = "the evaluation set") -> None:
+        super().__init__()
+        self.images, self.labels, self.batch_size = images, labels, batch_size
+        self.part = batch_shard(images.shape[0], batch_size, rank, world, what)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.part) / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for start in range(self.part.start, self.part.stop, self.batch_size):
+            stop = min(start + self.batch_size, self.part.stop)
+            yield self.images[start:stop], self.labels[start:stop]  # (b, C, H, W) uint8, (b,)
 
 
 class DomainAdaptationDataModule(L.LightningDataModule):
@@ -464,21 +498,24 @@ class DomainAdaptationDataModule(L.LightningDataModule):
                                         position=lambda: fit_position(self.trainer), rank=rank, world=world),
                           batch_size=None)
 
-    def _eval_loader(self, images: ImageSet) -> DataLoader:
+    def _eval_loader(self, images: ImageSet, shard: bool = True) -> DataLoader:
+        """Batches of ``images`` in order; under DDP (``shard``) this rank's part only (:class:`EvalBatches`)."""
         labels = images.labels if images.labels is not None else torch.full((len(images),), -1, dtype=torch.long)
-        dataset = TensorDataset(images.images, labels)
-        sampler = BatchSampler(SequentialSampler(dataset), self.hparams.eval_batch_size, drop_last=False)
-        return DataLoader(dataset, sampler=sampler, batch_size=None)
+        rank, world = process_shard(self.trainer) if shard else (0, 1)
+        what = f"{images.name} (data.eval_batch_size {self.hparams.eval_batch_size})"
+        return DataLoader(EvalBatches(images.images, labels, self.hparams.eval_batch_size, rank, world, what),
+                          batch_size=None)
 
     def val_dataloader(self) -> list[DataLoader]:
-        """[0] source test (selects checkpoints), [1] target test (reported only)."""
+        """[0] source test (selects checkpoints), [1] target test (reported only); each rank its part."""
         return [self._eval_loader(self.image_set(role, "test")) for role in ("source", "target")]
 
     def test_dataloader(self) -> list[DataLoader]:
         return self.val_dataloader()
 
     def predict_dataloader(self) -> DataLoader:
-        return self._eval_loader(self.image_set("predict", self.hparams.predict_split))
+        """Every image on every rank (not sharded): rank 0 writes the whole CSV in the files' order."""
+        return self._eval_loader(self.image_set("predict", self.hparams.predict_split), shard=False)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if isinstance(batch, RawBatch):  # training mini-batch (uint8)
@@ -487,6 +524,7 @@ class DomainAdaptationDataModule(L.LightningDataModule):
                 source = self.weak(xs) if self.hparams.augment_source else xs
                 labeled = self.weak(xl) if xl.shape[0] else xl
                 return AdaptBatch(source, batch.source_labels, self.weak(xt), self.strong(xt),
-                                  batch.target_report_labels, batch.target_index, labeled, batch.labeled_labels)
+                                  batch.target_report_labels, batch.target_index, labeled, batch.labeled_labels,
+                                  batch.source_index)
         images, labels = batch
         return to_float(images), labels

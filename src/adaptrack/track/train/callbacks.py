@@ -11,7 +11,8 @@ from lightning.pytorch.utilities import rank_zero_info
 class LossEndCondition(pl.Callback):
     """Stop training when the epoch's loss is low enough or no longer changes (¶49).
 
-    The number-of-repetitions condition is the Trainer's ``max_steps`` / ``max_epochs``.
+    The number-of-repetitions condition is the Trainer's ``max_steps`` / ``max_epochs``. Under DDP
+    both conditions read the monitored loss averaged over the processes, so all of them stop together.
 
     Args:
         monitor: Logged epoch-level metric holding the linear sum of the losses.
@@ -33,7 +34,10 @@ class LossEndCondition(pl.Callback):
         value = trainer.callback_metrics.get(self.monitor)
         if value is None:
             return
-        current = float(value)
+        # under DDP each rank logged its own epoch loss: decide on their mean, so that every rank stops
+        # at the same epoch (a rank stopping alone would leave the others waiting); no-op on one process
+        current = float(trainer.strategy.reduce(value.detach().float().clone(), reduce_op="mean")
+                        if trainer.world_size > 1 else value)
         previous, self.previous = self.previous, current
         if trainer.current_epoch + 1 < self.min_epochs or not math.isfinite(current):
             return

@@ -8,6 +8,7 @@ from typing import Literal
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 
+from adaptrack.common.distributed import EvalShardSampler
 from adaptrack.common.errors import DataError
 from adaptrack.common.resume import ResumableSampler, fit_position, process_shard
 from adaptrack.track.data.clips import ClipDataset, SequentialClips, collate_clips
@@ -54,7 +55,8 @@ class TrackDataModule(pl.LightningDataModule):
         image_size: Side of the square network input.
         batch_size: Clips per mini-batch (on each process under DDP).
         samples_per_epoch: Clips per training epoch, shared among the processes under DDP.
-        val_samples: Random (but fixed) clips for validation.
+        val_samples: Random (but fixed) clips for validation (under DDP shared among the processes,
+            each at least one batch).
         num_workers: Data loader worker processes.
         seed: Seed of the clip draw.
         hard_share: Share of training clips drawn from crowded windows only (another person's part
@@ -126,8 +128,14 @@ class TrackDataModule(pl.LightningDataModule):
                           collate_fn=collate_clips, drop_last=True)
 
     def val_dataloader(self) -> DataLoader | list:
+        """The validation clips in order; under DDP this process's whole batches of them, none
+        repeated (:class:`~adaptrack.common.distributed.EvalShardSampler`), so the metrics reduced
+        over the processes are the one-process ones."""
         if self.val_set is None:
             return []
-        n = self.hparams.num_workers
-        return DataLoader(self.val_set, batch_size=self.hparams.batch_size, shuffle=False, num_workers=n,
-                          persistent_workers=False, collate_fn=collate_clips)
+        rank, world = process_shard(self.trainer)
+        bs, n = self.hparams.batch_size, self.hparams.num_workers
+        sampler = EvalShardSampler(self.val_set, bs, rank, world,
+                                   f"the validation set (data.val_samples {len(self.val_set)}, data.batch_size {bs})")
+        return DataLoader(self.val_set, batch_size=bs, sampler=sampler, num_workers=n, persistent_workers=False,
+                          collate_fn=collate_clips)

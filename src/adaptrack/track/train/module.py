@@ -131,8 +131,9 @@ class PartDetectorModule(pl.LightningModule):
     def validation_step(self, batch: ClipBatch, batch_idx: int) -> None:
         losses = self._loss(batch)
         bs = batch.frames.shape[0]
-        self.log_dict({f"val/{k}": v for k, v in losses.items() if k != "loss"}, batch_size=bs)
-        self.log("val/loss", losses["loss"], prog_bar=True, batch_size=bs)
+        # sync_dist: the epoch values are the means over all processes' batches (val/loss picks checkpoints)
+        self.log_dict({f"val/{k}": v for k, v in losses.items() if k != "loss"}, batch_size=bs, sync_dist=True)
+        self.log("val/loss", losses["loss"], prog_bar=True, batch_size=bs, sync_dist=True)
 
     def configure_optimizers(self) -> Any:
         return _adamw_cosine(self, self.part_model.parameters())
@@ -484,14 +485,16 @@ class TrackerModule(pl.LightningModule):
         maps = self.compute(batch)
         losses = self.losses(batch, maps, temporal=False)
         bs = batch.frames.shape[0]
-        self.log_dict({f"val/{k}": v for k, v in losses.items() if k != "loss"}, batch_size=bs)
-        self.log("val/loss", losses["loss"], prog_bar=True, batch_size=bs)
+        # sync_dist: the epoch values are the means over all processes' batches (val/loss picks checkpoints)
+        self.log_dict({f"val/{k}": v for k, v in losses.items() if k != "loss"}, batch_size=bs, sync_dist=True)
+        self.log("val/loss", losses["loss"], prog_bar=True, batch_size=bs, sync_dist=True)
         hit, wrong = self.association_rates(batch, maps)
-        self.log_dict({"val/part_hit_gt_prior": hit, "val/wrong_person_gt_prior": wrong}, batch_size=bs)
+        self.log_dict({"val/part_hit_gt_prior": hit, "val/wrong_person_gt_prior": wrong}, batch_size=bs,
+                      sync_dist=True)
         hit, wrong = self.association_rates(batch, self.compute(batch, self_prior_prob=1.0),
                                             self.tracker.part_window)
-        self.log("val/part_hit", hit, prog_bar=True, batch_size=bs)
-        self.log("val/wrong_person", wrong, prog_bar=True, batch_size=bs)
+        self.log("val/part_hit", hit, prog_bar=True, batch_size=bs, sync_dist=True)
+        self.log("val/wrong_person", wrong, prog_bar=True, batch_size=bs, sync_dist=True)
 
     @staticmethod
     def association_rates(batch: ClipBatch, maps: dict[str, torch.Tensor], part_window_sigma: float = 0.0,
