@@ -99,7 +99,8 @@ class TrackDataModule(pl.LightningDataModule):
         if self.train_set is None and stage in (None, "fit"):
             sequences = self._read(self.hparams.train_dir, "train")
             if self.hparams.clip_order == "sequential":
-                self.train_set = self._sequential(self._dataset(sequences, None, self.hparams.seed), 1)
+                self.train_set = self._sequential(self._dataset(sequences, None, self.hparams.seed),
+                                                  process_shard(self.trainer)[1])
             else:
                 self.train_set = self._dataset(sequences, self.hparams.samples_per_epoch, self.hparams.seed,
                                                self.hparams.hard_share)
