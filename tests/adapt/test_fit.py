@@ -18,6 +18,7 @@ from adaptrack.adapt.methods import METHODS
 from adaptrack.adapt.module import LOGGED_TERMS, DomainAdaptationModule
 from adaptrack.common.files import safe_torch_load
 from adaptrack.common.training import NonFiniteLossError
+from tests.helpers.poison import PoisonAtStep
 
 from .conftest import TINY_FIT, run_dir
 
@@ -78,23 +79,10 @@ def test_checkpoint_loads_weights_only_and_resume_continues(workdir: Path) -> No
     assert resumed["epoch"] == 1
 
 
-class _Poison(L.Callback):
-    """Turns a weight into NaN at the given step, as a diverging run would."""
-
-    def __init__(self, at_step: int) -> None:
-        self.at_step = at_step
-
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: object,
-                             batch_idx: int) -> None:
-        if trainer.global_step == self.at_step:
-            with torch.no_grad():
-                next(pl_module.parameters()).fill_(float("nan"))
-
-
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(workdir: Path) -> None:
     cli = build_cli([*TINY_FIT, "--trainer.max_epochs", "3"], run=False)
     checkpoint = next(cb for cb in cli.trainer.callbacks if isinstance(cb, L.pytorch.callbacks.ModelCheckpoint))
-    cli.trainer.callbacks.append(_Poison(at_step=5))  # during the second epoch
+    cli.trainer.callbacks.append(PoisonAtStep(at_step=5))  # during the second epoch
     with pytest.raises(NonFiniteLossError, match="step 5"):
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     last = Path(checkpoint.dirpath) / "last.ckpt"

@@ -303,6 +303,20 @@ def error_message(exc: BaseException) -> str:
     return text
 
 
+def prepare_run_config(config: Namespace, default_root: str) -> None:
+    """Everything both CLIs do to a parsed config before any class is built (``before_instantiate_classes``).
+
+    In order: :func:`apply_threads_and_log_root` (threads; loggers and shipped checkpoint folders
+    follow ``trainer.default_root_dir``), :func:`check_run_config` (non-finite numbers, unwritable
+    output folders), :func:`apply_deterministic` (``--deterministic``) and
+    :func:`continue_run_folder` (a resumed ``fit`` stays in its run folder).
+    """
+    apply_threads_and_log_root(config, default_root)
+    check_run_config(config)
+    apply_deterministic(config)
+    continue_run_folder(config)
+
+
 def exit_code_for(exc: BaseException) -> int | None:
     """The process exit code of an exception a command may end with; ``None``: not ours to handle.
 

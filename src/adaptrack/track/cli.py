@@ -43,11 +43,8 @@ from adaptrack.common.cli import (
     active_config,
     add_resume_arguments,
     add_threads_argument,
-    apply_deterministic,
-    apply_threads_and_log_root,
     check_finite_config,
-    check_run_config,
-    continue_run_folder,
+    prepare_run_config,
     run_command,
     trainer_defaults,
 )
@@ -97,11 +94,7 @@ class TrackCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         """Apply ``--threads``, default loggers follow ``trainer.default_root_dir``; refuse non-finite
         numbers and unwritable output folders before anything is built or written."""
-        config = active_config(self)
-        apply_threads_and_log_root(config, DEFAULT_ROOT)
-        check_run_config(config)
-        apply_deterministic(config)
-        continue_run_folder(config)
+        prepare_run_config(active_config(self), DEFAULT_ROOT)
 
     def before_fit(self) -> None:
         """Read the annotations (and check every frame's header) before the trainer starts and its

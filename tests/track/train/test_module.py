@@ -16,6 +16,7 @@ from adaptrack.common.training import BestAndLastCheckpoint, NonFiniteLossError
 from adaptrack.track.data.types import ClipBatch
 from adaptrack.track.inference.checkpoints import load_models, load_part_detector
 from adaptrack.track.train.module import PartDetectorModule, TrackerModule
+from tests.helpers.poison import PoisonAtStep
 from tests.track.conftest import batches
 
 
@@ -206,20 +207,6 @@ def test_an_in_order_pass_keeps_the_region_map_store_across_batches(order: str, 
     assert seen[0] == 0.0 and (seen[1] > 0) is reached
 
 
-class _Poison(pl.Callback):
-    """Turns the trained model's first weight into NaN before the given step, as a diverging run would."""
-
-    def __init__(self, at_step: int) -> None:
-        self.at_step = at_step
-
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: object,
-                             batch_idx: int) -> None:
-        if trainer.global_step == self.at_step:
-            trained = pl_module.part_model if isinstance(pl_module, PartDetectorModule) else pl_module.subject_model
-            with torch.no_grad():
-                next(trained.parameters()).fill_(float("nan"))
-
-
 @pytest.mark.parametrize("model", ["parts", "tracker"])
 def test_a_nan_loss_stops_training_naming_step_and_term_and_keeps_the_last_good_checkpoint(
         model: str, tiny: dict, tmp_path: Path, part_ckpt: Path) -> None:
@@ -227,7 +214,7 @@ def test_a_nan_loss_stops_training_naming_step_and_term_and_keeps_the_last_good_
               else TrackerModule(str(part_ckpt), **tiny, warmup_steps=1, input_size=64))
     checkpoint = BestAndLastCheckpoint(dirpath=tmp_path, save_last=True, save_top_k=0, last_every_n_steps=1)
     trainer = pl.Trainer(max_steps=6, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                         callbacks=[checkpoint, _Poison(at_step=3)], plugins=[AtomicCheckpointIO()])
+                         callbacks=[checkpoint, PoisonAtStep(at_step=3)], plugins=[AtomicCheckpointIO()])
     with pytest.raises(NonFiniteLossError, match=r"at step 3 in term\(s\) [a-z_, ]*loss"):
         trainer.fit(module, train_dataloaders=batches(6))
     state = safe_torch_load(tmp_path / "last.ckpt")
