@@ -340,6 +340,10 @@ class DomainAdaptationModule(L.LightningModule):
         checkpoint["self_learning_gate"] = self.gate.state.as_dict()
         if self.epoch_logits is not None:
             checkpoint["epoch_pseudo_logits"] = {"epoch": self.epoch_logits_epoch, "logits": self.epoch_logits.cpu()}
+        # the epoch's running pseudo-label means, so that an epoch resumed inside it logs the whole epoch's
+        checkpoint["epoch_metrics"] = {name: {"state": {k: getattr(metric, k) for k in metric._defaults},
+                                              "updates": metric._update_count}
+                                       for name, metric in self._epoch_metrics().items()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "self_learning_gate" in checkpoint:
@@ -347,6 +351,15 @@ class DomainAdaptationModule(L.LightningModule):
         if "epoch_pseudo_logits" in checkpoint:
             self.epoch_logits = checkpoint["epoch_pseudo_logits"]["logits"]
             self.epoch_logits_epoch = int(checkpoint["epoch_pseudo_logits"]["epoch"])
+        for name, saved in checkpoint.get("epoch_metrics", {}).items():
+            metric = self._epoch_metrics()[name]
+            for key, value in saved["state"].items():
+                setattr(metric, key, value.to(self.device) if isinstance(value, torch.Tensor) else value)
+            metric._update_count = int(saved["updates"])
+
+    def _epoch_metrics(self) -> dict[str, MeanMetric]:
+        """The means accumulated over a training epoch (logged at its end)."""
+        return {"pseudo_share": self.pseudo_share, "pseudo_acc": self.pseudo_acc}
 
 
 def build_module(hparams: dict[str, Any]) -> DomainAdaptationModule:
