@@ -116,7 +116,8 @@ def test_sigkill_then_resume_from_last_ends_with_the_weights_of_an_uninterrupted
         accuracies = [k for k in report if "acc" in k]
         assert accuracies and {k: report[k] for k in accuracies} == {k: report_resumed[k] for k in accuracies}
         # the epoch the kill fell in logs its whole-epoch means (the running means are in the checkpoint)
-        assert _epoch_values(tmp_path / "full", "pseudo/accuracy") == _epoch_values(tmp_path / "killed", "pseudo/accuracy")
+        key = "pseudo/accuracy"
+        assert _epoch_values(tmp_path / "full", key) == _epoch_values(tmp_path / "killed", key)
     if system == "track" and command == "fit":
         store, store_resumed = full["region_map_store"], resumed["region_map_store"]
         assert store["keys"] == store_resumed["keys"] and store["last"] == store_resumed["last"]
