@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from adaptrack.adapt.export import export_network, read_export_meta
 from adaptrack.adapt.networks import build_network
 from adaptrack.adapt.predict import Classifier, OnnxBackend, TorchBackend, load_network
 from adaptrack.common.errors import ConfigError, DataError
+from adaptrack.common.paths import shared_data_dir
 
 from .conftest import TINY_FIT, run_dir
 
@@ -184,3 +187,14 @@ def test_tiny_resnet_exports_and_agrees(tmp_path: Path) -> None:
     images = np.random.default_rng(1).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
     a, b = torch_clf.predict(images), onnx_clf.predict(images)
     assert a.names == b.names and float((a.probs - b.probs).abs().max()) < 1e-5
+
+
+@pytest.mark.skipif(shared_data_dir() is None, reason="../shared/data (USPS) is absent")
+def test_usps_benchmark_agrees(exported: tuple[Path, Path], tmp_path: Path) -> None:
+    """``benchmarks/adapt_onnx.py`` on the real USPS test set with the tiny checkpoint: the same class everywhere."""
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "adapt_onnx.py"
+    out = subprocess.run([sys.executable, str(script), "--checkpoint", str(exported[0]), "--data-root",
+                          str(shared_data_dir()), "--out", str(tmp_path / "bench")],
+                         capture_output=True, text=True, timeout=600, check=True).stdout
+    assert "USPS test: same class for 2007 / 2007 images" in out
+    assert (tmp_path / "bench" / "onnx" / "model.onnx").is_file()

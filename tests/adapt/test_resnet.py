@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -174,3 +176,13 @@ def test_backbone_and_heads_learning_rates_through_the_scheduler(tmp_path: Path,
             *module.net.domain_classifier.parameters()]
     assert {id(p) for p in heads["params"]} == {id(p) for p in rest}
     assert len(groups[0]["params"]) == len(backbone["params"]) and len(groups[1]["params"]) == len(rest)
+
+
+def test_resnet_step_benchmark_runs(tmp_path: Path) -> None:
+    """``benchmarks/resnet_step.py`` at a small size: its step and its round trip report identical features."""
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "resnet_step.py"
+    out = subprocess.run([sys.executable, str(script), "--preset", "resnet18", "--size", "64", "--steps", "1",
+                          "--threads", "1"], capture_output=True, text=True, timeout=300, check=True).stdout
+    assert "lr groups backbone=0.001, heads=0.01" in out
+    assert "one step (forward + backward + SGD) on 4 images of 64x64" in out
+    assert "round trip .pth" in out and "DIFFERENT" not in out and "0 after (identical)" in out
