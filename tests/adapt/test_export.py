@@ -164,6 +164,12 @@ def test_load_and_export_refuse_bad_folders(exported: tuple[Path, Path], tmp_pat
     (other / "meta.json").write_text(json.dumps({"parts": ["head"], "input_size": 256}))  # a tracker export's
     with pytest.raises(DataError, match=r"other/meta\.json.*not the meta\.json of `adaptrack adapt export`"):
         read_export_meta(other)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.onnx").write_bytes(b"not onnx")
+    (broken / "meta.json").write_text((folder / "meta.json").read_text())
+    with pytest.raises(DataError, match=r"broken/model\.onnx: not a readable ONNX model"):
+        adaptrack.adapt.load(broken)
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     with pytest.raises(ConfigError, match=r"--output=.*a_file/onnx"):

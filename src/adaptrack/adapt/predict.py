@@ -107,7 +107,16 @@ class OnnxBackend:
     name = "onnxruntime"
 
     def __init__(self, model_path: str | Path, threads: int = 2) -> None:
-        self.session = ort_session(model_path, threads)
+        try:
+            self.session = ort_session(model_path, threads)
+        except Exception as exc:  # onnxruntime raises its own Fail / InvalidProtobuf types
+            raise DataError(f"not a readable ONNX model ({type(exc).__name__}: {str(exc).strip()[:200]})",
+                            model_path) from exc
+        inputs = [i.name for i in self.session.get_inputs()]
+        outputs = [o.name for o in self.session.get_outputs()]
+        if inputs != ["image"] or "logits" not in outputs:
+            raise DataError(f"not a model of `adaptrack adapt export` (inputs {inputs}, outputs {outputs}; "
+                            "expected input 'image' and output 'logits')", model_path)
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """Class logits ``(B, K)`` of normalized float images ``(B, C, S, S)``."""
