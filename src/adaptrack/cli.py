@@ -6,7 +6,7 @@ import sys
 
 USAGE = """usage: adaptrack {adapt,track} ...
 
-  adapt   domain adaptation with self-learning: fit | validate | test | predict (LightningCLI)
+  adapt   domain adaptation with self-learning: fit | validate | test | predict (LightningCLI) | compare | export
   track   part-aware tracking: fit-parts | fit | run | evaluate | export | generate
 
 Run `adaptrack adapt --help` or `adaptrack track --help` for the subcommands."""

@@ -1,4 +1,4 @@
-"""``adaptrack adapt``: LightningCLI (``fit | validate | test | predict``) plus ``compare``.
+"""``adaptrack adapt``: LightningCLI (``fit | validate | test | predict``) plus ``compare`` and ``export``.
 
 Examples::
 
@@ -9,6 +9,7 @@ Examples::
     adaptrack adapt predict --ckpt_path runs/adapt/.../checkpoints/last.ckpt \\
         --data.predict_dir my_images/ --predictions.output predictions.csv
     adaptrack adapt compare --config configs/adapt/default.yaml --methods source_only self_learning
+    adaptrack adapt export --checkpoint runs/adapt/.../checkpoints/last.ckpt --output runs/adapt/onnx
 """
 
 from __future__ import annotations
@@ -168,4 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     prog = f"adaptrack adapt {cmd}" if cmd else "adaptrack adapt"
     if cmd == "compare":
         return run_command(prog, lambda: compare(args[1:]))
+    if cmd == "export":
+        from adaptrack.adapt.export import export_command
+
+        return run_command(prog, lambda: export_command(args[1:]))
     return run_command(prog, lambda: build_cli(args))

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, Literal
 
 from adaptrack.adapt.networks import PRESETS, PresetName
 from adaptrack.adapt.pseudo import MASKING_RULES, MaskingName
 from adaptrack.common.errors import ConfigError
+
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+"""Weight files ``model.network.weights`` reads (safetensors, or ``torch.save`` with ``weights_only``)."""
 
 UpdateName = Literal["joint", "two_stage"]
 """``joint``: one back-propagation of Expression (1) through all three networks (FIG. 3).
@@ -40,8 +44,10 @@ class NetworkConfig:
     """FIG. 4's three networks.
 
     Attributes:
-        preset: ``lenet`` (28×28), ``dtn`` (32×32) or ``convnet`` (see :data:`~adaptrack.adapt.networks.PRESETS`).
-        conv_channels: Override of the feature extractor's conv widths (widening).
+        preset: ``lenet`` (28×28), ``dtn`` (32×32), ``convnet``, ``resnet18``, ``resnet34`` or ``resnet50``
+            (see :data:`~adaptrack.adapt.networks.PRESETS`).
+        conv_channels: Override of the feature extractor's conv widths (widening); for the ResNets,
+            the 4 stage widths (e.g. ``[8, 16, 32, 64]`` for a tiny one).
         class_hidden: Override of the class classifier's hidden widths (narrowing).
         domain_hidden: Override of the domain classifier's hidden widths (narrowing).
         dropout: Override of the preset's dropout rate.
@@ -49,6 +55,11 @@ class NetworkConfig:
         domain_call: ``joint`` feeds source and target features to the domain classifier in one call,
             so its batch norms see both domains together; ``per_domain`` calls it once per domain
             (each domain normalised on its own, as adaptrack ≤ 0.1 did).
+        bottleneck_dim: Override of the ResNet presets' bottleneck width (Linear → BN → ReLU after pooling).
+        weights: Pretrained backbone weights, a ``.safetensors`` or ``.pth`` file in torchvision's
+            naming (e.g. torchvision's ImageNet ``resnet50-11ad3fa6.pth``; its ``fc`` layer is
+            ignored). Loaded when ``fit`` starts a run (a resumed run takes its checkpoint's weights;
+            ``validate``/``test``/``predict`` and :func:`adaptrack.adapt.load` never read it).
     """
 
     preset: PresetName = "lenet"
@@ -58,10 +69,20 @@ class NetworkConfig:
     dropout: float | None = None
     grl_gamma: float = 10.0
     domain_call: Literal["joint", "per_domain"] = "joint"
+    bottleneck_dim: int | None = None
+    weights: str | None = None
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
             raise ConfigError(f"model.network.preset={self.preset!r} is unknown; choose one of {sorted(PRESETS)}")
+        resnet = PRESETS[self.preset].backbone == "resnet"
+        if self.bottleneck_dim is not None and (not resnet or self.bottleneck_dim < 1):
+            raise ConfigError(f"model.network.bottleneck_dim={self.bottleneck_dim} must be a width >= 1 and needs a "
+                              f"resnet preset (preset={self.preset!r})")
+        if resnet and self.conv_channels is not None and len(self.conv_channels) != 4:
+            raise ConfigError(f"model.network.conv_channels={list(self.conv_channels)}: a ResNet has 4 stage widths")
+        if self.weights is not None and Path(self.weights).suffix not in WEIGHT_SUFFIXES:
+            raise ConfigError(f"model.network.weights={self.weights!r} must be a {' or '.join(WEIGHT_SUFFIXES)} file")
         for key in ("conv_channels", "class_hidden", "domain_hidden"):
             value = getattr(self, key)
             if value is not None:
@@ -226,12 +247,16 @@ class OptimConfig:
         lr: Learning rate.
         weight_decay: Weight decay.
         lr_schedule: ``cosine``, ``dann`` (``lr/(1+10p)^0.75``) or ``constant``.
+        backbone_lr_mult: The backbone's learning rate is ``lr × backbone_lr_mult`` (0.1 for a
+            pretrained ResNet, as the Office benchmarks train it); the bottleneck and both heads
+            keep ``lr``. The schedule scales both groups alike. 1.0: one parameter group.
     """
 
     optimizer: Literal["adam", "sgd"] = "adam"
     lr: float = 1e-3
     weight_decay: float = 5e-4
     lr_schedule: Literal["cosine", "dann", "constant"] = "cosine"
+    backbone_lr_mult: float = 1.0
 
     def __post_init__(self) -> None:
         _check_all_finite("model.optim", self)
@@ -239,6 +264,8 @@ class OptimConfig:
             raise ConfigError(f"model.optim.lr={self.lr} must be > 0")
         if self.weight_decay < 0:
             raise ConfigError(f"model.optim.weight_decay={self.weight_decay} must be >= 0")
+        if not self.backbone_lr_mult > 0:
+            raise ConfigError(f"model.optim.backbone_lr_mult={self.backbone_lr_mult} must be > 0")
 
 
 GROUPS: dict[str, type] = {"network": NetworkConfig, "weights": LossWeights, "pseudo": PseudoLabelConfig,

@@ -24,7 +24,7 @@ from adaptrack.adapt.config import (
 )
 from adaptrack.adapt.data.augment import to_float
 from adaptrack.adapt.methods import MethodName, get_method
-from adaptrack.adapt.networks import build_network, grl_coefficient
+from adaptrack.adapt.networks import build_network, grl_coefficient, load_backbone_weights
 from adaptrack.adapt.pseudo import PseudoLabeler, PseudoLabels
 from adaptrack.adapt.schedule import SelfLearningGate, loss_weight_decay
 from adaptrack.adapt.step import CHANNELS_LAST, Step, Views
@@ -88,7 +88,8 @@ class DomainAdaptationModule(L.LightningModule):
             raise ConfigError(f"model.class_names has {len(self.class_names)} names for num_classes={num_classes}")
         n = self.network
         self.net = build_network(n.preset, in_channels, num_classes, image_size, channels=n.conv_channels,
-                                 class_hidden=n.class_hidden, domain_hidden=n.domain_hidden, dropout=n.dropout)
+                                 class_hidden=n.class_hidden, domain_hidden=n.domain_hidden, dropout=n.dropout,
+                                 bottleneck_dim=n.bottleneck_dim)
         self.net.to(memory_format=CHANNELS_LAST)
         if not self.method.domain_adversarial:  # never trained: no gradient expected (DDP), none computed
             self.net.domain_classifier.requires_grad_(False)
@@ -131,6 +132,12 @@ class DomainAdaptationModule(L.LightningModule):
         if self.update == "two_stage" and not self.method.self_learns:
             raise ConfigError(f"model.update='two_stage' splits off the self-learning update, which method "
                               f"{method!r} does not have; use 'joint' or a self-learning method")
+
+    def setup(self, stage: str) -> None:
+        """``fit``: fill the backbone from ``model.network.weights`` (a resumed run's checkpoint is
+        restored after this hook and overwrites them; the other stages never read the file)."""
+        if stage == "fit" and self.network.weights is not None:
+            load_backbone_weights(self.net.backbone, self.network.weights)
 
     # -- inference (FIG. 30) -------------------------------------------------------------------
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -265,7 +272,7 @@ class DomainAdaptationModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True)
         self.log_dict({f"train/{k}": v for k, v in logs.items()})
         self.log_dict({"train/self_learning_on": float(self_learns), "train/grl_coefficient": coef,
-                       "train/lr": self.optimizers().param_groups[0]["lr"]})
+                       "train/lr": self.optimizers().param_groups[-1]["lr"]})  # the heads' (the last group)
         return {"loss": loss, **logs}
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -319,9 +326,23 @@ class DomainAdaptationModule(L.LightningModule):
         return self(batch[0]).softmax(dim=1)
 
     # -- optimisation and checkpoint state ----------------------------------------------------
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """The optimizer's groups: ``backbone`` at ``lr × backbone_lr_mult``, then ``heads`` (the rest) at ``lr``.
+
+        One group (all parameters, ``lr``) when ``backbone_lr_mult`` is 1.
+        """
+        o = self.optim_config
+        if o.backbone_lr_mult == 1.0:
+            return [{"params": list(self.net.parameters()), "lr": o.lr, "name": "all"}]
+        backbone = list(self.net.backbone.parameters())
+        ids = {id(p) for p in backbone}
+        heads = [p for p in self.net.parameters() if id(p) not in ids]
+        return [{"params": backbone, "lr": o.lr * o.backbone_lr_mult, "name": "backbone"},
+                {"params": heads, "lr": o.lr, "name": "heads"}]
+
     def configure_optimizers(self) -> Any:
         o = self.optim_config
-        params = self.net.parameters()
+        params = self.parameter_groups()
         if o.optimizer == "adam":
             opt: torch.optim.Optimizer = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
         else:

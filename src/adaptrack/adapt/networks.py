@@ -1,7 +1,10 @@
 """The three networks of FIG. 4 and the gradient reversal layer.
 
 * Feature extractor (first neural network 5n): conv → BN → ReLU blocks whose channel count widens
-  block by block.
+  block by block (``lenet``, ``dtn``, ``convnet``), or a ResNet-18/34/50 backbone (``resnet*``:
+  BasicBlock / Bottleneck stages in torchvision's layout and parameter names, so an ImageNet state
+  dict in torchvision naming loads unchanged, see :func:`load_backbone_weights`) followed by global
+  average pooling and a bottleneck layer (Linear → BN → ReLU) whose output both heads read.
 * Class classifier (second neural network 6n) and domain classifier (third neural network 7n):
   fully connected stacks whose widths narrow layer by layer and end in logits; softmax is applied
   by the losses / at inference, not inside the network.
@@ -15,12 +18,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-PresetName = Literal["lenet", "dtn", "convnet"]
+from adaptrack.common.errors import DataError
+from adaptrack.common.files import safe_torch_load
+
+PresetName = Literal["lenet", "dtn", "convnet", "resnet18", "resnet34", "resnet50"]
+
+BackboneName = Literal["conv", "resnet"]
+"""``conv``: the conv–BN–ReLU stack of :class:`FeatureExtractor`; ``resnet``: :class:`ResNet`."""
 
 
 def grl_coefficient(progress: float, gamma: float = 10.0) -> float:
@@ -73,6 +83,11 @@ class NetworkSpec:
         class_hidden: Hidden widths of the class classifier (narrowing), before the logits.
         domain_hidden: Hidden widths of the domain classifier (narrowing), before the 2 logits.
         dropout: Dropout after each conv block and hidden FC layer.
+        backbone: ``conv`` (:class:`FeatureExtractor`) or ``resnet`` (:class:`ResNet` + bottleneck).
+        block: ResNet residual block: ``basic`` (ResNet-18/34) or ``bottleneck`` (ResNet-50).
+        layers: ResNet blocks per stage (one per entry of ``channels``).
+        bottleneck_dim: Width of the bottleneck layer between the ResNet's pooled features and the
+            heads (Linear → BN → ReLU); ``None``: the heads read the pooled features directly.
     """
 
     channels: tuple[int, ...] = (32, 64, 128)
@@ -82,6 +97,18 @@ class NetworkSpec:
     class_hidden: tuple[int, ...] = (256, 128)
     domain_hidden: tuple[int, ...] = (256, 128)
     dropout: float = 0.1
+    backbone: BackboneName = "conv"
+    block: Literal["basic", "bottleneck"] = "basic"
+    layers: tuple[int, ...] = ()
+    bottleneck_dim: int | None = None
+
+
+def _resnet(block: Literal["basic", "bottleneck"], layers: tuple[int, int, int, int]) -> NetworkSpec:
+    # torchvision's stage widths; the heads of the Office benchmarks (TLlib's DANN): a 256-wide
+    # bottleneck, a linear class classifier, a 1024-1024 domain classifier.
+    return NetworkSpec(channels=(64, 128, 256, 512), kernel_size=3, padding=1, downsample="stride",
+                       class_hidden=(), domain_hidden=(1024, 1024), dropout=0.0, backbone="resnet",
+                       block=block, layers=layers, bottleneck_dim=256)
 
 
 PRESETS: dict[str, NetworkSpec] = {
@@ -95,6 +122,11 @@ PRESETS: dict[str, NetworkSpec] = {
                        class_hidden=(512, 256), domain_hidden=(512, 256), dropout=0.2),
     # Generic preset; sized through the constructor arguments of build_network.
     "convnet": NetworkSpec(),
+    # ResNets of the Office-31 / Office-Home / VisDA literature (224x224 RGB, ImageNet weights
+    # through model.network.weights); stage widths can be narrowed through conv_channels.
+    "resnet18": _resnet("basic", (2, 2, 2, 2)),
+    "resnet34": _resnet("basic", (3, 4, 6, 3)),
+    "resnet50": _resnet("bottleneck", (3, 4, 6, 3)),
 }
 
 
@@ -133,6 +165,125 @@ class FeatureExtractor(nn.Module):
         return self.body(x).flatten(1)  # (B, C, H, W) -> (B, D)
 
 
+class BasicBlock(nn.Module):
+    """ResNet-18/34 residual block: two 3×3 convolutions (torchvision's names: conv1, bn1, conv2, bn2, downsample)."""
+
+    expansion = 1
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)  # (B, planes, H/s, W/s)
+        out = self.relu(self.bn1(self.conv1(x)))  # (B, planes, H/s, W/s)
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    """ResNet-50 residual block: 1×1 → 3×3 (stride here, as torchvision's v1.5) → 1×1 ×4 widening."""
+
+    expansion = 4
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, planes * self.expansion, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)  # (B, 4·planes, H/s, W/s)
+        out = self.relu(self.bn1(self.conv1(x)))  # (B, planes, H, W)
+        out = self.relu(self.bn2(self.conv2(out)))  # (B, planes, H/s, W/s)
+        out = self.bn3(self.conv3(out))  # (B, 4·planes, H/s, W/s)
+        return self.relu(out + identity)
+
+
+class ResNet(nn.Module):
+    """ResNet body without its ``fc`` layer: ``(B, C, H, W)`` → pooled features ``(B, widths[-1]·expansion)``.
+
+    Module and parameter names are torchvision's (``conv1``, ``bn1``, ``layer1.0.conv1``,
+    ``layer2.0.downsample.0``, …), so ``load_state_dict`` takes an ImageNet checkpoint in torchvision
+    naming as it is, less its ``fc.*`` entries.
+
+    Args:
+        block: ``basic`` (:class:`BasicBlock`) or ``bottleneck`` (:class:`Bottleneck`).
+        layers: Blocks per stage (4 stages).
+        widths: Stage widths (torchvision: 64, 128, 256, 512); the stem has ``widths[0]`` channels.
+        in_channels: Image channels (3 for ImageNet weights).
+    """
+
+    def __init__(self, block: Literal["basic", "bottleneck"], layers: tuple[int, ...], widths: tuple[int, ...],
+                 in_channels: int = 3) -> None:
+        super().__init__()
+        if len(layers) != 4 or len(widths) != 4:
+            raise ValueError(f"a ResNet has 4 stages: got layers={list(layers)} and widths={list(widths)}")
+        kind: type[BasicBlock] | type[Bottleneck] = BasicBlock if block == "basic" else Bottleneck
+        self.conv1 = nn.Conv2d(in_channels, widths[0], 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.in_planes = widths[0]
+        self.layer1 = self._stage(kind, widths[0], layers[0], 1)
+        self.layer2 = self._stage(kind, widths[1], layers[1], 2)
+        self.layer3 = self._stage(kind, widths[2], layers[2], 2)
+        self.layer4 = self._stage(kind, widths[3], layers[3], 2)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.out_features = widths[3] * kind.expansion
+        for m in self.modules():  # torchvision's initialisation
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def _stage(self, kind: type[BasicBlock] | type[Bottleneck], planes: int, blocks: int, stride: int) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self.in_planes != planes * kind.expansion:
+            downsample = nn.Sequential(nn.Conv2d(self.in_planes, planes * kind.expansion, 1, stride=stride, bias=False),
+                                       nn.BatchNorm2d(planes * kind.expansion))
+        stage = [kind(self.in_planes, planes, stride, downsample)]
+        self.in_planes = planes * kind.expansion
+        stage += [kind(self.in_planes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*stage)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (B, w0, H/4, W/4)
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))  # (B, w3·e, H/32, W/32)
+        return self.avgpool(x).flatten(1)  # (B, w3·e)
+
+
+class ResNetFeatureExtractor(nn.Module):
+    """First neural network (5n) of the ``resnet*`` presets: :class:`ResNet` + bottleneck (Linear → BN → ReLU).
+
+    ``backbone`` holds the (pretrainable) ResNet, ``bottleneck`` the new layer trained from scratch.
+    """
+
+    def __init__(self, in_channels: int, spec: NetworkSpec) -> None:
+        super().__init__()
+        self.backbone = ResNet(spec.block, spec.layers, spec.channels, in_channels)
+        width = self.backbone.out_features
+        if spec.bottleneck_dim is None:
+            self.bottleneck: nn.Module = nn.Identity()
+        else:
+            self.bottleneck = nn.Sequential(nn.Linear(width, spec.bottleneck_dim), nn.BatchNorm1d(spec.bottleneck_dim),
+                                            nn.ReLU(inplace=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bottleneck(self.backbone(x))  # (B, C, H, W) -> (B, D)
+
+
 class AdaptationNetwork(nn.Module):
     """Feature extractor + class classifier + domain classifier (FIG. 4).
 
@@ -143,18 +294,29 @@ class AdaptationNetwork(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, image_size: int, spec: NetworkSpec) -> None:
         super().__init__()
         self.spec = spec
-        self.feature_extractor = FeatureExtractor(in_channels, spec)
-        with torch.no_grad():
-            was_training = self.feature_extractor.training
-            self.feature_extractor.eval()
-            feature_dim = self.feature_extractor(torch.zeros(1, in_channels, image_size, image_size)).shape[1]
-            self.feature_extractor.train(was_training)
+        resnet = spec.backbone == "resnet"
+        self.feature_extractor: FeatureExtractor | ResNetFeatureExtractor = (
+            ResNetFeatureExtractor(in_channels, spec) if resnet else FeatureExtractor(in_channels, spec))
+        if isinstance(self.feature_extractor, ResNetFeatureExtractor):  # global pooling: any size gives D
+            feature_dim = spec.bottleneck_dim or self.feature_extractor.backbone.out_features
+        else:
+            with torch.no_grad():
+                was_training = self.feature_extractor.training
+                self.feature_extractor.eval()
+                feature_dim = self.feature_extractor(torch.zeros(1, in_channels, image_size, image_size)).shape[1]
+                self.feature_extractor.train(was_training)
         if feature_dim == 0:
             raise ValueError(f"image_size={image_size} is too small for this network ({spec})")
         self.feature_dim = int(feature_dim)
         self.classifier = _fc_stack(self.feature_dim, spec.class_hidden, num_classes, spec.dropout)
         self.domain_classifier = _fc_stack(self.feature_dim, spec.domain_hidden, 2, spec.dropout)
         self.grl = GradientReversal()
+
+    @property
+    def backbone(self) -> nn.Module:
+        """The part of the feature extractor that pretrained weights fill (the ResNet; the conv stack)."""
+        fe = self.feature_extractor
+        return fe.backbone if isinstance(fe, ResNetFeatureExtractor) else fe.body
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.feature_extractor(x)  # (B, C, H, W) -> (B, D)
@@ -170,23 +332,103 @@ class AdaptationNetwork(nn.Module):
 
 def build_network(preset: PresetName, in_channels: int, num_classes: int, image_size: int,
                   channels: tuple[int, ...] | None = None, class_hidden: tuple[int, ...] | None = None,
-                  domain_hidden: tuple[int, ...] | None = None, dropout: float | None = None) -> AdaptationNetwork:
+                  domain_hidden: tuple[int, ...] | None = None, dropout: float | None = None,
+                  bottleneck_dim: int | None = None) -> AdaptationNetwork:
     """Build a preset from :data:`PRESETS`, optionally overriding its sizes.
 
     Args:
-        preset: ``lenet`` (28×28), ``dtn`` (32×32) or ``convnet`` (sized by the other arguments).
+        preset: ``lenet`` (28×28), ``dtn`` (32×32), ``convnet`` (sized by the other arguments), or
+            ``resnet18`` / ``resnet34`` / ``resnet50`` (any size; 224×224 RGB for ImageNet weights).
         in_channels: 1 (gray) or 3 (RGB).
         num_classes: Number of classes (logits of the class classifier).
         image_size: Square input size, used to size the first FC layer.
-        channels: Conv block widths; ``None`` keeps the preset's.
+        channels: Conv block widths, or the 4 ResNet stage widths; ``None`` keeps the preset's.
         class_hidden: Class classifier hidden widths; ``None`` keeps the preset's.
         domain_hidden: Domain classifier hidden widths; ``None`` keeps the preset's.
         dropout: Dropout rate; ``None`` keeps the preset's.
+        bottleneck_dim: Width of the ResNet presets' bottleneck layer; ``None`` keeps the preset's.
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown network preset {preset!r}; choose one of {sorted(PRESETS)}")
     spec = PRESETS[preset]
     overrides = {k: v for k, v in {"channels": channels, "class_hidden": class_hidden,
-                                   "domain_hidden": domain_hidden, "dropout": dropout}.items() if v is not None}
+                                   "domain_hidden": domain_hidden, "dropout": dropout,
+                                   "bottleneck_dim": bottleneck_dim}.items() if v is not None}
     overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    if "bottleneck_dim" in overrides and spec.backbone != "resnet":
+        raise ValueError(f"bottleneck_dim is an option of the resnet presets, not of {preset!r}")
     return AdaptationNetwork(in_channels, num_classes, image_size, replace(spec, **overrides))
+
+
+IGNORED_WEIGHT_PREFIXES = ("fc.",)
+"""Entries of an ImageNet classifier's state dict that are not part of the backbone (its 1000-way head)."""
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a weights file: ``.safetensors``, or ``.pth`` / ``.pt`` / ``.bin`` (``torch.load(weights_only=True)``).
+
+    A ``.pth`` holding ``{"state_dict": {...}}`` (a training checkpoint's layout) is unwrapped.
+
+    Raises:
+        DataError: The file is missing, unreadable, needs pickled code, or holds no tensor mapping.
+    """
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        if not path.is_file():
+            raise DataError("weights file not found", path)
+        try:
+            from safetensors.torch import load_file
+        except ImportError as exc:  # a declared dependency; missing only in a hand-made environment
+            raise DataError("reading .safetensors needs the safetensors package (pip install safetensors)",
+                            path) from exc
+        try:
+            state: Any = load_file(str(path), device="cpu")
+        except Exception as exc:  # safetensors raises its own SafetensorError (and OSError) on a bad file
+            raise DataError(f"not a readable safetensors file ({exc})", path) from exc
+    else:
+        state = safe_torch_load(path)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DataError("not a state dict (a mapping of parameter names to tensors)", path)
+    return state
+
+
+def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
+    """Fill ``backbone`` (e.g. :attr:`AdaptationNetwork.backbone`) from a weights file, strictly.
+
+    Every parameter and buffer of ``backbone`` must be in the file and the file must hold nothing
+    else, except an ImageNet head (``fc.*``, ignored) and the BN ``num_batches_tracked`` counters
+    (absent from old torchvision files; kept at their current value).
+
+    Args:
+        backbone: The module to fill (its names are torchvision's for the ResNets).
+        path: ``.safetensors`` or ``.pth`` file (see :func:`read_state_dict`).
+
+    Raises:
+        DataError: Unreadable file, missing or unexpected keys, or a tensor of the wrong shape; the
+            message names the file and the keys.
+    """
+    state = {k: v for k, v in read_state_dict(path).items() if not k.startswith(IGNORED_WEIGHT_PREFIXES)}
+    own = backbone.state_dict()
+    missing = sorted(k for k in own if k not in state and not k.endswith("num_batches_tracked"))
+    unexpected = sorted(k for k in state if k not in own)
+    if missing or unexpected:
+        raise DataError(f"the weights do not fit the {type(backbone).__name__} backbone: "
+                        f"{len(missing)} missing key(s) {_few(missing)}, {len(unexpected)} unexpected key(s) "
+                        f"{_few(unexpected)} (torchvision's parameter names are expected, e.g. "
+                        "'layer1.0.conv1.weight')", path)
+    wrong = [f"{k}: file {tuple(state[k].shape)}, model {tuple(v.shape)}" for k, v in own.items()
+             if k in state and state[k].shape != v.shape]
+    if wrong:
+        raise DataError(f"the weights do not fit the backbone's shapes ({'; '.join(wrong[:3])}"
+                        f"{'; …' if len(wrong) > 3 else ''}); ImageNet weights need data.channels 3 and the "
+                        "preset's stage widths", path)
+    with torch.no_grad():
+        for k, v in own.items():
+            if k in state:
+                v.copy_(state[k].to(v.dtype))
+
+
+def _few(keys: list[str], n: int = 5) -> str:
+    return "[" + ", ".join(keys[:n]) + (", …" if len(keys) > n else "") + "]"

@@ -25,6 +25,7 @@ from torch import nn
 
 from adaptrack.common.errors import DataError
 from adaptrack.common.files import atomic_path, atomic_write, check_writable_dir
+from adaptrack.common.onnx import ort_session
 from adaptrack.track.inference.checkpoints import load_models
 from adaptrack.track.inference.decoder import Maps, TrackerSettings
 from adaptrack.track.models import PartDetector, SubjectModel
@@ -67,16 +68,7 @@ def _run_torch(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> list[np.n
 
 
 def _session(path: Path, threads: int) -> object:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # Busy-waiting worker threads steal the core the other thread needs on a shared machine.
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return ort_session(path, threads)
 
 
 def export_models(part: PartDetector, subject: SubjectModel, out_dir: str | Path, parts: list[str],
