@@ -21,7 +21,7 @@ from typing import Any
 
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from adaptrack.adapt.data.datamodule import DomainAdaptationDataModule
+from adaptrack.adapt.data.datamodule import DomainAdaptationDataModule, resolve_normalize
 from adaptrack.adapt.methods import METHODS
 from adaptrack.adapt.module import DomainAdaptationModule
 from adaptrack.adapt.predict import PredictionCSVWriter, adapt_checkpoint_hparams
@@ -41,7 +41,7 @@ from adaptrack.common.distributed import resolve_ddp_strategy
 from adaptrack.common.report import format_table
 from adaptrack.common.training import BestAndLastCheckpoint
 
-INPUT_KEYS = {"in_channels": "channels", "image_size": "image_size"}
+INPUT_KEYS = {"in_channels": "channels", "image_size": "image_size", "input_norm": "normalize"}
 """Model hyperparameters that fix the data module's input format (model key -> data key)."""
 
 DEFAULT_ROOT = "runs/adapt"
@@ -56,6 +56,8 @@ class AdaptCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.channels", "model.in_channels")
         parser.link_arguments("data.image_size", "model.image_size")
+        parser.link_arguments(("data.normalize", "data.channels", "data.source"), "model.input_norm",
+                              compute_fn=resolve_normalize)
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
         # Best checkpoint by *source* validation accuracy (never by target labels) + last (every epoch).
