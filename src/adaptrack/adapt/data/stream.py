@@ -18,8 +18,9 @@ global generators.
 from __future__ import annotations
 
 import math
+import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -124,6 +125,25 @@ def centre_box(width: int, height: int, resize: float) -> tuple[float, float, fl
     return left, top, left + side, top + side
 
 
+class PackedPaths(Sequence[str]):
+    """File names in one NumPy byte array: worker processes read them without touching a Python object
+    per name (a list of ``str`` is copied page by page into every forked worker as its reference counts
+    change, which grows with the set's size).
+
+    Args:
+        files: The paths.
+    """
+
+    def __init__(self, files: Sequence[str]) -> None:
+        self.names = np.array([os.fsencode(f) for f in files])  # (N,) fixed-width bytes
+
+    def __len__(self) -> int:
+        return int(self.names.shape[0])
+
+    def __getitem__(self, index: int) -> str:  # type: ignore[override]
+        return os.fsdecode(self.names[index])
+
+
 @dataclass(frozen=True)
 class ImageReader:
     """Decodes one image file to ``(C, S, S)`` uint8: a random-resized crop (+ flip) or the centre crop.
@@ -161,7 +181,7 @@ class ImageReader:
             out = out[:, :, None]  # (S, S, 1)
         return torch.from_numpy(np.array(out)).permute(2, 0, 1)  # (C, S, S), a writable copy
 
-    def read(self, files: list[str], index: int, rng: np.random.Generator | None) -> tuple[torch.Tensor, int]:
+    def read(self, files: Sequence[str], index: int, rng: np.random.Generator | None) -> tuple[torch.Tensor, int]:
         """Image ``index`` of ``files`` and the index actually read (another one after a bad file with ``skip_bad``).
 
         Raises:
@@ -179,20 +199,22 @@ class ImageReader:
         raise DataError(f"no readable image among {len(files)} file(s), e.g. {files[0]}")
 
 
-def take_images(data: AnySet, index: torch.Tensor, reader: ImageReader,
+def take_images(data: AnySet | PackedPaths, index: torch.Tensor, reader: ImageReader,
                 seeds: list[list[int]] | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Images ``index`` of a set as ``(B, C, S, S)`` uint8, and the indices actually read ``(B,)``.
 
-    An in-memory set is indexed as is; a set on disk is decoded, image ``b`` cropped with a generator
-    seeded by ``seeds[b]`` (training) or centre-cropped (``seeds`` ``None``).
+    An in-memory set is indexed as is; files (a set on disk or its :class:`PackedPaths`) are decoded,
+    image ``b`` cropped with a generator seeded by ``seeds[b]`` (training) or centre-cropped
+    (``seeds`` ``None``).
     """
     if isinstance(data, ImageSet):
         return data.images[index], index
+    files = data.files if isinstance(data, FileSet) else data
     images: list[torch.Tensor] = []
     read: list[int] = []
     for b, i in enumerate(index.tolist()):
         rng = None if seeds is None else np.random.default_rng(seeds[b])
-        image, j = reader.read(data.files, i, rng)
+        image, j = reader.read(files, i, rng)
         images.append(image)
         read.append(j)
     if not images:
@@ -277,7 +299,9 @@ class StreamingPairs(Dataset):
         super().__init__()
         if source.labels is None:
             raise DataError(f"the source set {source.name!r} has no labels")
-        self.source, self.target, self.labeled, self.reader = source, target, labeled, reader
+        self.source, self.target, self.reader = _packed(source), _packed(target), reader
+        self.labeled = None if labeled is None else _packed(labeled)
+        self.source_labels, self.labeled_labels = source.labels, None if labeled is None else labeled.labels
         self.batch_size, self.steps, self.seed = batch_size, steps, seed
         self.labeled_batch_size = labeled_batch_size if labeled is not None and len(labeled) else 0
         self.rank, self.world = rank, world
@@ -308,18 +332,17 @@ class StreamingPairs(Dataset):
     def __getitem__(self, item: tuple[int, int]) -> RawBatch:
         epoch, step = item
         d = self.draws(epoch)
-        assert self.source.labels is not None
         i, j = d.source[step], d.target[step]  # (B,), (B,)
         xs, i = take_images(self.source, i, self.reader, self._seeds(epoch, step, SOURCE, self.batch_size))
         xt, j = take_images(self.target, j, self.reader, self._seeds(epoch, step, TARGET, self.batch_size))
-        if d.labeled is not None and self.labeled is not None and self.labeled.labels is not None:
+        if d.labeled is not None and self.labeled is not None and self.labeled_labels is not None:
             xl, k = take_images(self.labeled, d.labeled[step], self.reader,
                                 self._seeds(epoch, step, LABELED, self.labeled_batch_size))
-            labeled_labels = self.labeled.labels[k]  # (Bl,)
+            labeled_labels = self.labeled_labels[k]  # (Bl,)
         else:
             xl = xs.new_empty((0, *xs.shape[1:]))  # (0, C, S, S)
             labeled_labels = torch.empty(0, dtype=torch.long)
-        return RawBatch(xs, self.source.labels[i], xt, self.target_report_labels[j], j, xl, labeled_labels, i)
+        return RawBatch(xs, self.source_labels[i], xt, self.target_report_labels[j], j, xl, labeled_labels, i)
 
 
 class StreamingEval(IterableDataset):
@@ -343,7 +366,7 @@ class StreamingEval(IterableDataset):
     def __init__(self, data: FileSet, labels: torch.Tensor, batch_size: int, reader: ImageReader, rank: int = 0,
                  world: int = 1, what: str = "the evaluation set") -> None:
         super().__init__()
-        self.data, self.labels, self.batch_size, self.reader = data, labels, batch_size, reader
+        self.files, self.labels, self.batch_size, self.reader = PackedPaths(data.files), labels, batch_size, reader
         self.part = batch_shard(len(data), batch_size, rank, world, what)
 
     def __len__(self) -> int:
@@ -357,8 +380,13 @@ class StreamingEval(IterableDataset):
             if number % workers != worker:
                 continue
             index = torch.arange(start, min(start + self.batch_size, self.part.stop))  # (b,)
-            images, read = take_images(self.data, index, self.reader, None)
+            images, read = take_images(self.files, index, self.reader, None)
             yield images, self.labels[read]  # (b, C, S, S) uint8, (b,)
+
+
+def _packed(data: AnySet) -> ImageSet | PackedPaths:
+    """An in-memory set as it is, the files of a set on disk packed (:class:`PackedPaths`)."""
+    return data if isinstance(data, ImageSet) else PackedPaths(data.files)
 
 
 def describe(data: AnySet) -> str:
@@ -366,6 +394,6 @@ def describe(data: AnySet) -> str:
     return "in memory" if isinstance(data, ImageSet) else f"streamed from disk ({len(data)} files)"
 
 
-__all__ = ["CacheMode", "EpochDraws", "ImageReader", "StreamConfig", "StreamingEval", "StreamingPairs", "centre_box",
-           "crop_box", "describe", "epoch_draws", "take_images"]
+__all__ = ["CacheMode", "EpochDraws", "ImageReader", "PackedPaths", "StreamConfig", "StreamingEval", "StreamingPairs",
+           "centre_box", "crop_box", "describe", "epoch_draws", "take_images"]
 
