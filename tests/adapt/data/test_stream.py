@@ -322,3 +322,29 @@ def test_fit_streams_an_office_layout_from_disk_with_two_workers(tmp_path: Path)
     assert report["training_sets"]["source"]["loaded"] == [8, 8, 8]
     ckpt = torch.load(next(out.rglob("last.ckpt")), map_location="cpu", weights_only=True)
     assert ckpt["hyper_parameters"]["input_norm"] == "imagenet"
+
+
+def test_sigkill_then_resume_of_a_streamed_run_ends_with_the_uninterrupted_weights(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.test_exact_resume import COMMON, KILL_STEP, _kill_during, _last
+
+    monkeypatch.chdir(tmp_path)
+    write_office(tmp_path / "office")
+    args = ["fit", "--data.source", "office31", "--data.target", "office31",
+            "--data.source_dir", str(tmp_path / "office"), "--data.target_dir", str(tmp_path / "office"),
+            "--data.source_domain", "amazon", "--data.target_domain", "webcam", "--data.channels", "3",
+            "--data.image_size", "16", "--data.stream.cache", "disk", "--data.stream.num_workers", "2",
+            "--data.batch_size", "6", "--data.steps_per_epoch", "3", "--data.eval_batch_size", "16",
+            "--data.labeled_target.per_class", "1", "--model.network.preset", "lenet",
+            "--model.network.conv_channels", "[4, 8]", "--model.network.class_hidden", "[16]",
+            "--model.network.domain_hidden", "[16]", "--model.pseudo.scope", "epoch", "--model.gate.start_ratio",
+            "0.3", "--model.pseudo.threshold", "0.0", *COMMON]
+    assert main([*args, "--trainer.default_root_dir", "full"]) == 0
+    _kill_during("adapt", [*args, "--trainer.default_root_dir", "killed"], tmp_path)
+    assert 0 < _last(tmp_path / "killed")["global_step"] <= KILL_STEP
+    last = tmp_path / "killed" / "logs" / "version_0" / "checkpoints" / "last.ckpt"
+    assert main([*args, "--trainer.default_root_dir", "killed", "--ckpt_path", str(last)]) == 0
+    full, resumed = _last(tmp_path / "full"), _last(tmp_path / "killed")
+    assert full["global_step"] == resumed["global_step"] == 9
+    for key, value in full["state_dict"].items():
+        assert torch.equal(value, resumed["state_dict"][key]), key

@@ -36,6 +36,7 @@ from adaptrack.adapt.data.folders import load_labeled_folder
 from adaptrack.adapt.data.layouts import materialize
 from adaptrack.adapt.data.registry import check_same_classes, index_dataset, load_dataset, match_classes
 from adaptrack.adapt.data.stream import (
+    DeferredLoader,
     ImageReader,
     StreamConfig,
     StreamingEval,
@@ -566,20 +567,23 @@ class DomainAdaptationDataModule(L.LightningDataModule):
                               batch_size=None)
         data = StreamingPairs(source, sets["target"], hp.batch_size, steps, hp.seed, self.reader, labeled,
                               labeled_batch, rank=rank, world=world)
-        return self._worker_loader(data, ResumableSampler(data, 1, position, rank, world))
+        return self._worker_loader(data, ResumableSampler(data, 1, position, rank, world), deferred=True)
 
     def _position(self) -> tuple[int, int]:
         """``(epoch, batches already trained)`` of the fit loop (:func:`~adaptrack.common.resume.fit_position`)."""
         return fit_position(self.trainer)
 
-    def _worker_loader(self, data: Any, sampler: Any = None) -> DataLoader:
+    def _worker_loader(self, data: Any, sampler: Any = None, deferred: bool = False) -> DataLoader:
         """A loader of whole batches decoded in ``data.stream.num_workers`` (persistent) worker processes.
 
         Its own generator: creating an iterator draws no number from the global generators.
+        ``deferred``: a :class:`~adaptrack.adapt.data.stream.DeferredLoader`, whose sampler is read at
+        the first batch (the training position of a resumed fit is restored by then).
         """
         workers = self.stream_config.num_workers
-        return DataLoader(data, batch_size=None, sampler=sampler, num_workers=workers,
-                          persistent_workers=workers > 0, generator=torch.Generator().manual_seed(self.hparams.seed))
+        kind = DeferredLoader if deferred else DataLoader
+        return kind(data, batch_size=None, sampler=sampler, num_workers=workers, persistent_workers=workers > 0,
+                    generator=torch.Generator().manual_seed(self.hparams.seed))
 
     def _eval_loader(self, images: AnySet, shard: bool = True) -> DataLoader:
         """Batches of ``images`` in order; under DDP (``shard``) this rank's part only (:class:`EvalBatches`,

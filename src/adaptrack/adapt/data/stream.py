@@ -27,7 +27,7 @@ from typing import Literal
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from adaptrack.adapt.batch import RawBatch
 from adaptrack.adapt.data.base import AnySet, FileSet, ImageSet
@@ -384,6 +384,40 @@ class StreamingEval(IterableDataset):
             yield images, self.labels[read]  # (b, C, S, S) uint8, (b,)
 
 
+class DeferredLoader(DataLoader):
+    """A ``DataLoader`` whose iterator starts at its first batch, not when ``iter()`` is called.
+
+    With worker processes a ``DataLoader`` iterator reads its sampler as soon as it is created (to
+    hand the workers their first indices). Lightning creates the training iterator while setting up
+    the data, which on a resumed fit happens before the checkpoint's loop state is restored; the
+    :class:`~adaptrack.common.resume.ResumableSampler` would then read the position of a fresh run
+    (epoch 0, nothing to skip). Deferred, it reads the restored position, as the in-memory
+    :class:`~adaptrack.adapt.data.datamodule.PairedBatches` (a generator) does.
+    """
+
+    def __iter__(self) -> Iterator:  # type: ignore[override]
+        return _DeferredIterator(self)
+
+
+class _DeferredIterator(Iterator):
+    """Calls ``DataLoader.__iter__`` of its loader at the first ``next``."""
+
+    def __init__(self, loader: DataLoader) -> None:
+        self.loader = loader
+        self.iterator: Iterator | None = None
+
+    def __iter__(self) -> _DeferredIterator:
+        return self
+
+    def __next__(self) -> object:
+        if self.iterator is None:
+            self.iterator = DataLoader.__iter__(self.loader)
+        return next(self.iterator)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+
 def _packed(data: AnySet) -> ImageSet | PackedPaths:
     """An in-memory set as it is, the files of a set on disk packed (:class:`PackedPaths`)."""
     return data if isinstance(data, ImageSet) else PackedPaths(data.files)
@@ -394,6 +428,5 @@ def describe(data: AnySet) -> str:
     return "in memory" if isinstance(data, ImageSet) else f"streamed from disk ({len(data)} files)"
 
 
-__all__ = ["CacheMode", "EpochDraws", "ImageReader", "PackedPaths", "StreamConfig", "StreamingEval", "StreamingPairs",
-           "centre_box", "crop_box", "describe", "epoch_draws", "take_images"]
-
+__all__ = ["CacheMode", "DeferredLoader", "EpochDraws", "ImageReader", "PackedPaths", "StreamConfig",
+           "StreamingEval", "StreamingPairs", "centre_box", "crop_box", "describe", "epoch_draws", "take_images"]
