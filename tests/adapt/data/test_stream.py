@@ -348,3 +348,38 @@ def test_sigkill_then_resume_of_a_streamed_run_ends_with_the_uninterrupted_weigh
     assert full["global_step"] == resumed["global_step"] == 9
     for key, value in full["state_dict"].items():
         assert torch.equal(value, resumed["state_dict"][key]), key
+
+
+def test_two_ddp_processes_stream_disjoint_shares_of_each_epoch(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[3]
+    write_office(tmp_path / "office", per_class=12)
+    run = ["adapt", "fit", "--data.source", "office31", "--data.target", "office31",
+           "--data.source_dir", str(tmp_path / "office"), "--data.target_dir", str(tmp_path / "office"),
+           "--data.source_domain", "amazon", "--data.target_domain", "webcam", "--data.channels", "3",
+           "--data.image_size", "16", "--data.stream.cache", "disk", "--data.stream.num_workers", "1",
+           "--data.batch_size", "6", "--data.steps_per_epoch", "3", "--data.eval_batch_size", "8",
+           "--model.network.conv_channels", "[4, 8]", "--model.network.class_hidden", "[16]",
+           "--model.network.domain_hidden", "[16]", "--model.pseudo.scope", "epoch", "--trainer.max_epochs", "2",
+           "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+           "--trainer.strategy", "ddp", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+           "--trainer.default_root_dir", str(tmp_path / "run"),
+           "--trainer.callbacks+=tests.helpers.ddp_record.RecordRanks", "--trainer.callbacks.out",
+           str(tmp_path / "records")]
+    (tmp_path / "runs.json").write_text(json.dumps([run]))
+    path = os.pathsep.join([str(root), str(root / "src"), os.environ.get("PYTHONPATH", "")])
+    script = root / "tests" / "helpers" / "ddp_runs.py"
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "runs.json")], cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": path}, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = [[json.loads(line) for line in (tmp_path / "records" / f"rank{r}.jsonl").read_text().splitlines()]
+               for r in (0, 1)]
+    for epoch in (0, 1):
+        for which in (0, 1):  # source indices, target pool indices
+            shares = [[i for rec in rank if rec.get("kind") == "train" and rec["epoch"] == epoch
+                       for i in rec["items"][which]] for rank in records]
+            assert len(shares[0]) == len(shares[1]) == 3 * 6
+            assert len(set(shares[0] + shares[1])) == 36  # 36 images per domain: one permutation, split in two
