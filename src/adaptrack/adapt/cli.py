@@ -44,6 +44,9 @@ from adaptrack.common.training import BestAndLastCheckpoint
 INPUT_KEYS = {"in_channels": "channels", "image_size": "image_size", "input_norm": "normalize"}
 """Model hyperparameters that fix the data module's input format (model key -> data key)."""
 
+LEGACY_INPUT = {"input_norm": "symmetric"}
+"""What a checkpoint written before a key of :data:`INPUT_KEYS` existed was trained with."""
+
 DEFAULT_ROOT = "runs/adapt"
 
 TRAINER_DEFAULTS: dict[str, Any] = trainer_defaults(DEFAULT_ROOT, log_every_n_steps=20)
@@ -91,9 +94,10 @@ class AdaptCLI(LightningCLI):
         if subcommand not in ("validate", "test", "predict"):
             return
         for model_key, data_key in INPUT_KEYS.items():
-            if model_key in hparams:  # the data option and its linked model option (links ran at parse time)
-                self.config[subcommand]["data"][data_key] = hparams[model_key]
-                self.config[subcommand]["model"][model_key] = hparams[model_key]
+            value = hparams.get(model_key, LEGACY_INPUT.get(model_key))
+            if value is not None:  # the data option and its linked model option (links ran at parse time)
+                self.config[subcommand]["data"][data_key] = value
+                self.config[subcommand]["model"][model_key] = value
         if subcommand == "predict" and hparams.get("class_names"):
             self.config[subcommand]["data"]["known_classes"] = list(hparams["class_names"])
 
