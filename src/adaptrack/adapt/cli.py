@@ -22,7 +22,7 @@ from typing import Any
 
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from adaptrack.adapt.data.datamodule import DomainAdaptationDataModule
+from adaptrack.adapt.data.datamodule import DomainAdaptationDataModule, resolve_normalize
 from adaptrack.adapt.methods import METHODS
 from adaptrack.adapt.module import DomainAdaptationModule
 from adaptrack.adapt.predict import PredictionCSVWriter, adapt_checkpoint_hparams
@@ -39,8 +39,11 @@ from adaptrack.common.distributed import resolve_ddp_strategy
 from adaptrack.common.report import format_table
 from adaptrack.common.training import BestAndLastCheckpoint
 
-INPUT_KEYS = {"in_channels": "channels", "image_size": "image_size"}
+INPUT_KEYS = {"in_channels": "channels", "image_size": "image_size", "input_norm": "normalize"}
 """Model hyperparameters that fix the data module's input format (model key -> data key)."""
+
+LEGACY_INPUT = {"input_norm": "symmetric"}
+"""What a checkpoint written before a key of :data:`INPUT_KEYS` existed was trained with."""
 
 DEFAULT_ROOT = "runs/adapt"
 
@@ -54,6 +57,8 @@ class AdaptCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.channels", "model.in_channels")
         parser.link_arguments("data.image_size", "model.image_size")
+        parser.link_arguments(("data.normalize", "data.channels", "data.source"), "model.input_norm",
+                              compute_fn=resolve_normalize)
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
         # Best checkpoint by *source* validation accuracy (never by target labels) + last (every epoch).
@@ -87,9 +92,10 @@ class AdaptCLI(LightningCLI):
         if subcommand not in ("validate", "test", "predict"):
             return
         for model_key, data_key in INPUT_KEYS.items():
-            if model_key in hparams:  # the data option and its linked model option (links ran at parse time)
-                self.config[subcommand]["data"][data_key] = hparams[model_key]
-                self.config[subcommand]["model"][model_key] = hparams[model_key]
+            value = hparams.get(model_key, LEGACY_INPUT.get(model_key))
+            if value is not None:  # the data option and its linked model option (links ran at parse time)
+                self.config[subcommand]["data"][data_key] = value
+                self.config[subcommand]["model"][model_key] = value
         if subcommand == "predict" and hparams.get("class_names"):
             self.config[subcommand]["data"]["known_classes"] = list(hparams["class_names"])
 

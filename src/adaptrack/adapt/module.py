@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -22,7 +22,7 @@ from adaptrack.adapt.config import (
     PseudoLabelConfig,
     UpdateName,
 )
-from adaptrack.adapt.data.augment import to_float
+from adaptrack.adapt.data.augment import imagenet_affine, to_float
 from adaptrack.adapt.methods import MethodName, get_method
 from adaptrack.adapt.networks import build_network, grl_coefficient, load_backbone_weights
 from adaptrack.adapt.pseudo import PseudoLabeler, PseudoLabels
@@ -54,6 +54,10 @@ class DomainAdaptationModule(L.LightningModule):
         class_names: Class names (linked from the data module), written to predictions.
         in_channels: Image channels (linked from the data module).
         image_size: Square input size (linked from the data module).
+        input_norm: ``symmetric``: the network sees images scaled to [-1, 1] as they arrive;
+            ``imagenet``: those are mapped to ImageNet's per-channel mean/std normalisation
+            (``(x / 255 - mean) / std``) inside :meth:`forward`, so training, evaluation and
+            prediction all feed the same (linked from ``data.normalize``).
     """
 
     def __init__(
@@ -69,6 +73,7 @@ class DomainAdaptationModule(L.LightningModule):
         class_names: list[str] | None = None,
         in_channels: int = 1,
         image_size: int = 28,
+        input_norm: Literal["symmetric", "imagenet"] = "symmetric",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -91,6 +96,12 @@ class DomainAdaptationModule(L.LightningModule):
                                  class_hidden=n.class_hidden, domain_hidden=n.domain_hidden, dropout=n.dropout,
                                  bottleneck_dim=n.bottleneck_dim)
         self.net.to(memory_format=CHANNELS_LAST)
+        if input_norm not in ("symmetric", "imagenet") or (input_norm == "imagenet" and in_channels != 3):
+            raise ConfigError(f"model.input_norm={input_norm!r} must be 'symmetric', or 'imagenet' with 3 channels "
+                              f"(in_channels={in_channels})")
+        scale, shift = imagenet_affine() if input_norm == "imagenet" else (torch.ones(1), torch.zeros(1))
+        self.register_buffer("input_scale", scale.view(1, -1, 1, 1), persistent=False)  # (1, C, 1, 1)
+        self.register_buffer("input_shift", shift.view(1, -1, 1, 1), persistent=False)  # (1, C, 1, 1)
         if not self.method.domain_adversarial:  # never trained: no gradient expected (DDP), none computed
             self.net.domain_classifier.requires_grad_(False)
         p = self.pseudo_config
@@ -142,6 +153,7 @@ class DomainAdaptationModule(L.LightningModule):
     # -- inference (FIG. 30) -------------------------------------------------------------------
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Class logits ``(B, num_classes)`` of normalized images ``(B, C, H, W)`` (S52–S53)."""
+        images = images * self.input_scale + self.input_shift  # (B, C, H, W): [-1, 1] -> model input
         return self.net(images.contiguous(memory_format=CHANNELS_LAST))
 
     # -- training ------------------------------------------------------------------------------
@@ -173,9 +185,9 @@ class DomainAdaptationModule(L.LightningModule):
         p = self.pseudo_config
         if p.scope == "epoch":
             if self.epoch_logits is None or self.epoch_logits_epoch != self.current_epoch:
-                pool = self.trainer.datamodule.unlabeled_target().images  # (N_pool, C, H, W) uint8
-                self.epoch_logits = torch.cat([self._eval_logits(to_float(pool[i:i + 4096].to(self.device)))
-                                               for i in range(0, pool.shape[0], 4096)])
+                dm = self.trainer.datamodule  # the pool in memory or streamed from disk, in order
+                self.epoch_logits = torch.cat([self._eval_logits(to_float(x.to(self.device)))  # (b, K)
+                                               for x in dm.uint8_batches(dm.unlabeled_target(), 4096)])
                 self.epoch_logits_epoch = self.current_epoch
             return self.epoch_logits[batch.target_index.to(self.epoch_logits.device)].to(self.device)
         if p.teacher == "eval":
@@ -389,7 +401,7 @@ def build_module(hparams: dict[str, Any]) -> DomainAdaptationModule:
     Raises:
         ConfigError: The hyperparameters are not those of this version (naming the unknown keys).
     """
-    known = {"method", "update", "num_classes", "class_names", "in_channels", "image_size", *GROUPS}
+    known = {"method", "update", "num_classes", "class_names", "in_channels", "image_size", "input_norm", *GROUPS}
     hparams = {k: v for k, v in hparams.items() if not k.startswith("_")}
     unknown = sorted(set(hparams) - known)
     if unknown:

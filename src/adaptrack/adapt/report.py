@@ -11,7 +11,7 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import CSVLogger
 
-from adaptrack.adapt.data.base import ImageSet
+from adaptrack.adapt.data.base import AnySet
 from adaptrack.adapt.module import DomainAdaptationModule
 from adaptrack.adapt.predict import predict_probs
 from adaptrack.common.files import atomic_write
@@ -68,10 +68,11 @@ class AdaptationReport(L.Callback):
         assert isinstance(pl_module, DomainAdaptationModule)
         wall = time.perf_counter() - self._start
         dm = trainer.datamodule
-        sets: dict[str, ImageSet] = {"source/test": dm.image_set("source", "test"),
+        sets: dict[str, AnySet] = {"source/test": dm.image_set("source", "test"),
                                      "target/pool": dm.unlabeled_target(),
                                      "target/test": dm.image_set("target", "test")}
-        probs = {k: predict_probs(pl_module, s.images) for k, s in sets.items()}
+        probs = {k: torch.cat([predict_probs(pl_module, x) for x in dm.uint8_batches(s)])  # (N, K): memory or disk
+                 for k, s in sets.items()}
         share, pl_acc = pseudo_label_stats(probs["target/pool"], sets["target/pool"].labels,
                                            pl_module.pseudo_config.threshold)
         row = {

@@ -9,7 +9,8 @@ from adaptrack.adapt.data import list_datasets, load_dataset
 from adaptrack.adapt.data.registry import DATASETS, dataset_dir
 from adaptrack.common.errors import DataError, MissingDataError
 
-NAMES = ["synthetic_digits", "sklearn_digits", "mnist", "usps", "svhn", "mnistm", "folder"]
+NAMES = ["synthetic_digits", "sklearn_digits", "mnist", "usps", "svhn", "mnistm", "folder", "office31", "office_home",
+         "visda2017"]
 
 
 def test_list_and_unknown_name():

@@ -12,6 +12,20 @@ from torch import nn
 Strength = Literal["none", "weak", "strong"]
 
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+"""ImageNet's per-channel (R, G, B) mean of images scaled to [0, 1]."""
+
+IMAGENET_STD = (0.229, 0.224, 0.225)
+"""ImageNet's per-channel (R, G, B) standard deviation of images scaled to [0, 1]."""
+
+
+def imagenet_affine() -> tuple[torch.Tensor, torch.Tensor]:
+    """``(scale, shift)``, each ``(3,)``: ``x * scale + shift`` maps :func:`to_float`'s [-1, 1] images to
+    ImageNet normalisation ``(u - mean) / std`` of ``u = x / 2 + 1 / 2`` in [0, 1]."""
+    mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)  # (3,), (3,)
+    return 0.5 / std, (0.5 - mean) / std
+
+
 def to_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 ``(B, C, H, W)`` in [0, 255] → float in [−1, 1]."""
     return images.float().div_(127.5).sub_(1.0)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,15 +30,48 @@ from torch.utils.data import DataLoader, IterableDataset
 from adaptrack.adapt.batch import AdaptBatch, RawBatch
 from adaptrack.adapt.data.augment import build_augmentation, convert_channels, resize_uint8, to_float
 from adaptrack.adapt.data.balance import class_counts, draw_per_class, equal_counts, oversample
-from adaptrack.adapt.data.base import ImageSet
+from adaptrack.adapt.data.base import AnySet, FileSet, ImageSet, take
 from adaptrack.adapt.data.filters import ImageFilter
 from adaptrack.adapt.data.folders import load_labeled_folder
-from adaptrack.adapt.data.registry import check_same_classes, load_dataset, match_classes
+from adaptrack.adapt.data.layouts import materialize
+from adaptrack.adapt.data.registry import check_same_classes, index_dataset, load_dataset, match_classes
+from adaptrack.adapt.data.stream import (
+    DeferredLoader,
+    ImageReader,
+    StreamConfig,
+    StreamingEval,
+    StreamingPairs,
+    describe,
+    epoch_draws,
+)
 from adaptrack.common.distributed import batch_shard
 from adaptrack.common.errors import ConfigError, DataError
-from adaptrack.common.resume import AUGMENT_STREAM, fit_position, process_shard, step_random
+from adaptrack.common.resume import AUGMENT_STREAM, ResumableSampler, fit_position, process_shard, step_random
 
 log = logging.getLogger(__name__)
+
+NormalizeName = Literal["auto", "symmetric", "imagenet"]
+"""How uint8 images become the network's input: ``symmetric`` maps [0, 255] to [-1, 1]; ``imagenet`` then
+applies ImageNet's per-channel mean and standard deviation (RGB only); ``auto``: ``imagenet`` for RGB sets
+of image files (``folder``, ``office31``, ``office_home``, ``visda2017``), else ``symmetric``."""
+
+PHOTO_SETS = frozenset({"folder", "office31", "office_home", "visda2017"})
+"""Data sets of image files (photos), which ``normalize: auto`` gives ImageNet normalisation when RGB."""
+
+
+def resolve_normalize(normalize: str, channels: int, source: str) -> str:
+    """The network input normalisation ``data.normalize`` stands for (see :data:`NormalizeName`).
+
+    Raises:
+        ConfigError: An unknown name, or ``imagenet`` with gray images.
+    """
+    if normalize not in ("auto", "symmetric", "imagenet"):
+        raise ConfigError(f"data.normalize={normalize!r} must be 'auto', 'symmetric' or 'imagenet'")
+    if normalize == "imagenet" and int(channels) != 3:
+        raise ConfigError(f"data.normalize='imagenet' needs RGB images (data.channels=3), got data.channels={channels}")
+    if normalize == "auto":
+        return "imagenet" if int(channels) == 3 and source in PHOTO_SETS else "symmetric"
+    return normalize
 
 
 @dataclass(frozen=True)
@@ -141,31 +174,16 @@ class PairedBatches(IterableDataset):
     def __len__(self) -> int:
         return self.steps
 
-    def _indices(self, n: int, size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-        """This rank's slices of size ``size`` of global batches of ``size * world`` indices of ``range(n)``."""
-        total = size * self.world
-        mine = slice(self.rank * size, (self.rank + 1) * size)
-        while True:
-            if n < total:  # tiny sets: sample with replacement
-                yield torch.randint(n, (total,), generator=generator)[mine]
-                continue
-            perm = torch.randperm(n, generator=generator)
-            for start in range(0, n - total + 1, total):
-                yield perm[start:start + total][mine]
-
     def __iter__(self) -> Iterator[RawBatch]:
         epoch, skip = self.position() if self.position is not None else (self.epoch, 0)
         self.epoch = epoch + 1
-        g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        src = self._indices(len(self.source), self.batch_size, g)
-        tgt = self._indices(len(self.target), self.batch_size, g)
-        lab = self._indices(len(self.labeled), self.labeled_batch_size, g) if self.labeled_batch_size else None
+        n_lab = len(self.labeled) if self.labeled is not None else 0
+        d = epoch_draws(len(self.source), len(self.target), n_lab, self.batch_size, self.labeled_batch_size,
+                        self.steps, self.seed, epoch, self.rank, self.world)
         assert self.source.labels is not None
-        for step in range(self.steps):
-            i, j = next(src), next(tgt)
-            k = next(lab) if lab is not None else None
-            if step < skip:  # trained before the restart: drawn (to keep the order), not yielded
-                continue
+        for step in range(skip, self.steps):  # the steps trained before a restart are skipped
+            i, j = d.source[step], d.target[step]  # (B,), (B,)
+            k = d.labeled[step] if d.labeled is not None else None
             if k is not None and self.labeled is not None and self.labeled.labels is not None:
                 labeled, labeled_labels = self.labeled.images[k], self.labeled.labels[k]
             else:
@@ -250,6 +268,12 @@ class DomainAdaptationDataModule(L.LightningDataModule):
         known_classes: The class names of a trained model (index = label), so that ``predict`` needs
             no source data (``adaptrack adapt predict`` sets them from ``--ckpt_path``); ``None``:
             those of the source set.
+        source_domain: Domain of a multi-domain ``source`` (``office31``: ``amazon``; ``office_home``:
+            ``Art``; ``visda2017``: ``train``).
+        target_domain: Domain of a multi-domain ``target`` (``webcam``, ``Clipart``, ``validation``, …).
+        normalize: Network input normalisation (:data:`NormalizeName`); linked into the model.
+        stream: Sets of image files: cached in memory or streamed from disk through ``DataLoader``
+            workers, and the streaming transforms (:class:`~adaptrack.adapt.data.stream.StreamConfig`).
     """
 
     def __init__(
@@ -281,6 +305,10 @@ class DomainAdaptationDataModule(L.LightningDataModule):
         oversample: OversampleConfig = OversampleConfig(),
         image_filter: ImageFilter | None = None,
         known_classes: list[str] | None = None,
+        source_domain: str | None = None,
+        target_domain: str | None = None,
+        normalize: NormalizeName = "auto",
+        stream: StreamConfig = StreamConfig(),
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -293,6 +321,9 @@ class DomainAdaptationDataModule(L.LightningDataModule):
             LabeledTargetConfig(**labeled_target))
         self.oversample_config = oversample if isinstance(oversample, OversampleConfig) else (
             OversampleConfig(**oversample))
+        self.stream_config = stream if isinstance(stream, StreamConfig) else StreamConfig(**stream)
+        self.input_norm = resolve_normalize(normalize, channels, source)
+        self.reader = ImageReader(channels, image_size, self.stream_config, skip_bad)
         if self.oversample_config.labeled_target and not self.labeled_config.enabled:
             raise ConfigError("data.oversample.labeled_target=true pads the labeled target images, but there are "
                               "none: set data.labeled_target.per_class or data.labeled_target.directory")
@@ -309,33 +340,32 @@ class DomainAdaptationDataModule(L.LightningDataModule):
         self.known_classes = None if known_classes is None else [str(c) for c in known_classes]
 
     # -- loading -------------------------------------------------------------------------------
-    def image_set(self, role: Literal["source", "target", "predict"], split: Literal["train", "test"]) -> ImageSet:
-        """One split of one role, loaded on first use and cached (uint8 at ``image_size``)."""
+    def image_set(self, role: Literal["source", "target", "predict"], split: Literal["train", "test"]) -> AnySet:
+        """One split of one role, loaded on first use and cached: uint8 at ``image_size`` in memory
+        (:class:`ImageSet`), or a :class:`FileSet` streamed from disk (``data.stream.cache``)."""
         key = f"{role}/{split}"
         if key in self._sets:
             return self._sets[key]
         hp = self.hparams
         name = {"source": hp.source, "target": hp.target, "predict": hp.predict_dataset or hp.target}[role]
         directory = {"source": hp.source_dir, "target": hp.target_dir, "predict": None}[role]
+        domain = {"source": hp.source_domain, "target": hp.target_domain, "predict": hp.target_domain}[role]
         if role == "predict" and hp.predict_dir is not None:
             name, directory = "folder", hp.predict_dir
         if (name == "folder" and split == "test" and directory is not None and role != "predict"
                 and not (Path(directory) / "test").is_dir() and (Path(directory) / "train").is_dir()):
             self._sets[key] = self.image_set(role, "train")  # no test/ folder: evaluate on train/
             return self._sets[key]
-        raw = load_dataset(name, split, root=hp.data_root, download=hp.download,
-                           directory=None if directory is None else Path(directory),
-                           image_size=hp.image_size, channels=hp.channels, skip_bad=hp.skip_bad,
-                           synthetic_size=hp.synthetic_size if split == "train" else max(1000, hp.synthetic_size // 5),
-                           seed=hp.seed + (0 if split == "train" else 1))
+        raw = self._read(name, split, directory, domain)
         if len(raw) == 0:
             raise DataError(f"the {role} {split} set {raw.name!r} is empty", directory)
-        images = resize_uint8(convert_channels(raw.images, hp.channels), hp.image_size)  # (N, C, S, S) uint8
-        labels = raw.labels
+        result = raw
+        if isinstance(raw, ImageSet):
+            images = resize_uint8(convert_channels(raw.images, hp.channels), hp.image_size)  # (N, C, S, S) uint8
+            result = ImageSet(images, raw.labels, raw.classes, raw.name, raw.files)
         if role == "source" and split == "train" and hp.source_limit is not None and hp.source_limit < len(raw):
             keep = torch.randperm(len(raw), generator=torch.Generator().manual_seed(hp.seed))[:hp.source_limit]
-            images, labels = images[keep], None if labels is None else labels[keep]
-        result = ImageSet(images, labels, raw.classes, raw.name, raw.files)
+            result = take(result, keep)
         if role == "source":
             if result.labels is None:
                 raise DataError(f"the source set {raw.name!r} has no labels; the source domain must be labeled",
@@ -347,10 +377,26 @@ class DomainAdaptationDataModule(L.LightningDataModule):
                                   f"set {raw.name!r}: {result.classes}")
         else:  # target / predict: classes matched to the source's by name
             result = match_classes(self._class_reference(role), result)
+        log.info("%s %s set %s: %d images, %s", role, split, result.name, len(result), describe(result))
         self._sets[key] = result
         return result
 
-    def _class_reference(self, role: str) -> ImageSet:
+    def _read(self, name: str, split: Literal["train", "test"], directory: str | None, domain: str | None) -> AnySet:
+        """A split from the registry: listed and kept on disk, or decoded into memory (``data.stream.cache``)."""
+        hp = self.hparams
+        where = None if directory is None else Path(directory)
+        files = index_dataset(name, split, root=hp.data_root, directory=where, domain=domain)
+        if files is not None:  # a set of image files: stream it, or decode it once
+            if not self.stream_config.in_memory(len(files), hp.channels, hp.image_size):
+                return files
+            return materialize(files, size=(hp.image_size, hp.image_size), channels=hp.channels,
+                               skip_bad=hp.skip_bad)
+        return load_dataset(name, split, root=hp.data_root, download=hp.download, directory=where,
+                            image_size=hp.image_size, channels=hp.channels, skip_bad=hp.skip_bad,
+                            synthetic_size=hp.synthetic_size if split == "train" else max(1000, hp.synthetic_size // 5),
+                            seed=hp.seed + (0 if split == "train" else 1), domain=domain)
+
+    def _class_reference(self, role: str) -> AnySet:
         """The set whose classes ``role``'s are matched to: the source training set, or for ``predict``
         with ``known_classes`` given, an empty set of those classes (no source data is loaded)."""
         if role == "predict" and self.known_classes is not None:
@@ -380,9 +426,13 @@ class DomainAdaptationDataModule(L.LightningDataModule):
         if stage == "predict":
             predict = self.image_set("predict", self.hparams.predict_split)
             self.predict_files = predict.files or [f"{predict.name}#{i:06d}" for i in range(len(predict))]
+            if isinstance(predict, FileSet) and self.hparams.skip_bad:
+                raise ConfigError("data.skip_bad would replace an unreadable image of a streamed prediction set by "
+                                  "another one and write a wrong row for it; set data.stream.cache=memory to drop "
+                                  "unreadable images, or data.skip_bad=false")
 
     # -- training sets (labeled target, S40, S41, preprocessing) ---------------------------------
-    def training_sets(self) -> dict[str, ImageSet]:
+    def training_sets(self) -> dict[str, AnySet]:
         """The prepared training sets: ``source``, ``target`` (the unlabeled pool) and, when configured,
         ``labeled_target``; built once (see the module docstring for the order)."""
         if self._train is not None:
@@ -396,14 +446,12 @@ class DomainAdaptationDataModule(L.LightningDataModule):
             keep = torch.ones(len(target), dtype=torch.bool)
             if drawn is not None:  # drawn from target train: they leave the pool
                 keep[drawn] = False
-            target = ImageSet(target.images[keep], None if target.labels is None else target.labels[keep],
-                              target.classes, f"{target.name} (unlabeled pool)",
-                              None if target.files is None else [f for f, kk in zip(target.files, keep.tolist(),
-                                                                                      strict=True) if kk])
+            target = replace(take(target, keep), name=f"{target.name} (unlabeled pool)")
             assert labeled.labels is not None
             counts["labeled_target"] = {"drawn": class_counts(labeled.labels, k)}
         counts["target"] = {"loaded": len(target)}
         over = self.oversample_config
+        self._require_memory(source, target, labeled)
         if over.source:  # S40
             wanted = [max(counts["source"]["loaded"])] * k
             images, labels = oversample(source.images, source.labels, wanted, over.max_angle, over.seed)
@@ -432,7 +480,25 @@ class DomainAdaptationDataModule(L.LightningDataModule):
             self._train["labeled_target"] = labeled
         return self._train
 
-    def _labeled_target(self, source: ImageSet, target: ImageSet) -> tuple[ImageSet | None, torch.Tensor | None]:
+    def _require_memory(self, source: AnySet, target: AnySet, labeled: AnySet | None) -> None:
+        """S40, S41 and the image filter work on decoded images: refuse them for sets streamed from disk.
+
+        Raises:
+            ConfigError: One of them is on with a set on disk; the message names the keys.
+        """
+        over = self.oversample_config
+        wanted = {"data.oversample.source": (over.source, source),
+                  "data.oversample.labeled_target": (over.labeled_target, labeled),
+                  "data.image_filter": (self.image_filter is not None, source)}
+        for key, (on, data) in wanted.items():
+            streamed = isinstance(data, FileSet) or (key == "data.image_filter" and any(
+                isinstance(d, FileSet) for d in (target, labeled)))
+            if on and streamed:
+                raise ConfigError(f"{key} works on images held in memory, but {data.name if data else 'a set'} "
+                                  f"is streamed from disk; set data.stream.cache=memory (or raise "
+                                  f"data.stream.cache_limit_mb) or turn {key} off")
+
+    def _labeled_target(self, source: AnySet, target: AnySet) -> tuple[AnySet | None, torch.Tensor | None]:
         """The labeled target images, and their indices in ``target`` when drawn from it."""
         cfg = self.labeled_config
         if not cfg.enabled:
@@ -457,13 +523,11 @@ class DomainAdaptationDataModule(L.LightningDataModule):
             index = torch.arange(len(pool))
         else:
             index = draw_per_class(pool.labels, cfg.per_class, source.classes, cfg.seed, what)
-        files = None if pool.files is None else [pool.files[i] for i in index.tolist()]
-        labeled = ImageSet(pool.images[index], pool.labels[index], list(source.classes), f"labeled target ({what})",
-                           files)
+        labeled = replace(take(pool, index), classes=list(source.classes), name=f"labeled target ({what})")
         return labeled, (index if cfg.directory is None else None)
 
-    def _filter(self, name: str, images: ImageSet, counts: dict[str, dict[str, Any]]) -> ImageSet:
-        assert self.image_filter is not None
+    def _filter(self, name: str, images: AnySet, counts: dict[str, dict[str, Any]]) -> AnySet:
+        assert self.image_filter is not None and isinstance(images, ImageSet)
         if name not in self.image_filter.sets:
             return images
         keep = self.image_filter.keep(images.images)
@@ -479,12 +543,14 @@ class DomainAdaptationDataModule(L.LightningDataModule):
         return ImageSet(images.images[keep], None if images.labels is None else images.labels[keep],
                         images.classes, images.name, files)
 
-    def unlabeled_target(self) -> ImageSet:
+    def unlabeled_target(self) -> AnySet:
         """The unlabeled target pool training draws from (target train less drawn and filtered images)."""
         return self.training_sets()["target"]
 
     # -- loaders ---------------------------------------------------------------------------------
     def train_dataloader(self) -> DataLoader:
+        """Mini-batches of the three sets: :class:`PairedBatches` when all are in memory, else
+        :class:`~adaptrack.adapt.data.stream.StreamingPairs` decoded by ``data.stream.num_workers`` workers."""
         hp = self.hparams
         sets = self.training_sets()
         source = sets["source"]
@@ -494,17 +560,56 @@ class DomainAdaptationDataModule(L.LightningDataModule):
             labeled_batch = self.labeled_config.batch_size or min(hp.batch_size, len(labeled))
         rank, world = process_shard(self.trainer)
         steps = hp.steps_per_epoch or max(1, math.ceil(len(source) / (hp.batch_size * world)))
-        return DataLoader(PairedBatches(source, sets["target"], hp.batch_size, steps, hp.seed, labeled, labeled_batch,
-                                        position=lambda: fit_position(self.trainer), rank=rank, world=world),
-                          batch_size=None)
+        position = self._position
+        if all(isinstance(d, ImageSet) for d in sets.values()):
+            return DataLoader(PairedBatches(source, sets["target"], hp.batch_size, steps, hp.seed, labeled,
+                                            labeled_batch, position=position, rank=rank, world=world),
+                              batch_size=None)
+        data = StreamingPairs(source, sets["target"], hp.batch_size, steps, hp.seed, self.reader, labeled,
+                              labeled_batch, rank=rank, world=world)
+        return self._worker_loader(data, ResumableSampler(data, 1, position, rank, world), deferred=True)
 
-    def _eval_loader(self, images: ImageSet, shard: bool = True) -> DataLoader:
-        """Batches of ``images`` in order; under DDP (``shard``) this rank's part only (:class:`EvalBatches`)."""
+    def _position(self) -> tuple[int, int]:
+        """``(epoch, batches already trained)`` of the fit loop (:func:`~adaptrack.common.resume.fit_position`)."""
+        return fit_position(self.trainer)
+
+    def _worker_loader(self, data: Any, sampler: Any = None, deferred: bool = False) -> DataLoader:
+        """A loader of whole batches decoded in ``data.stream.num_workers`` (persistent) worker processes.
+
+        Its own generator: creating an iterator draws no number from the global generators.
+        ``deferred``: a :class:`~adaptrack.adapt.data.stream.DeferredLoader`, whose sampler is read at
+        the first batch (the training position of a resumed fit is restored by then).
+        """
+        workers = self.stream_config.num_workers
+        kind = DeferredLoader if deferred else DataLoader
+        return kind(data, batch_size=None, sampler=sampler, num_workers=workers, persistent_workers=workers > 0,
+                    generator=torch.Generator().manual_seed(self.hparams.seed))
+
+    def _eval_loader(self, images: AnySet, shard: bool = True) -> DataLoader:
+        """Batches of ``images`` in order; under DDP (``shard``) this rank's part only (:class:`EvalBatches`,
+        or :class:`~adaptrack.adapt.data.stream.StreamingEval` for a set on disk)."""
         labels = images.labels if images.labels is not None else torch.full((len(images),), -1, dtype=torch.long)
         rank, world = process_shard(self.trainer) if shard else (0, 1)
         what = f"{images.name} (data.eval_batch_size {self.hparams.eval_batch_size})"
+        if isinstance(images, FileSet):
+            return self._worker_loader(StreamingEval(images, labels, self.hparams.eval_batch_size, self.reader, rank,
+                                                     world, what))
         return DataLoader(EvalBatches(images.images, labels, self.hparams.eval_batch_size, rank, world, what),
                           batch_size=None)
+
+    def uint8_batches(self, images: AnySet, batch_size: int = 1024) -> Iterator[torch.Tensor]:
+        """Every image of a set, in order, as uint8 ``(b, C, S, S)`` batches (a set on disk: centre crops,
+        decoded by the workers); for whole-set passes (per-epoch pseudo labels, the report)."""
+        if isinstance(images, ImageSet):
+            for start in range(0, len(images), batch_size):
+                yield images.images[start:start + batch_size]  # (b, C, S, S) uint8
+            return
+        labels = torch.full((len(images),), -1, dtype=torch.long)
+        data = StreamingEval(images, labels, batch_size, self.reader, what=images.name)
+        workers = self.stream_config.num_workers
+        loader = DataLoader(data, batch_size=None, num_workers=workers, generator=torch.Generator().manual_seed(0))
+        for batch, _ in loader:
+            yield batch
 
     def val_dataloader(self) -> list[DataLoader]:
         """[0] source test (selects checkpoints), [1] target test (reported only); each rank its part."""

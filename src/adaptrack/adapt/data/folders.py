@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from adaptrack.adapt.data.base import ImageSet
+from adaptrack.adapt.data.base import AnySet, ImageSet
 from adaptrack.adapt.data.images import IMAGE_SUFFIXES, Channels, Size, is_image_file, read_images
 from adaptrack.common.errors import DataError
 
@@ -29,20 +30,13 @@ def _check_dir(root: Path) -> None:
         raise DataError("not a folder", root)
 
 
-def load_labeled_folder(root: str | Path, *, size: Size | None = None, channels: Channels | None = None,
-                        skip_bad: bool = False, name: str | None = None) -> ImageSet:
-    """Load ``root/<class>/**/*.png|jpg|jpeg|bmp``; class names are the sorted sub-folder names.
+def labeled_folder_files(root: str | Path) -> tuple[list[Path], list[int], list[str]]:
+    """List ``root/<class>/**/*.png|jpg|jpeg|bmp`` without decoding: files, label of each, class names.
 
-    Args:
-        root: Folder holding one sub-folder per class.
-        size: ``(H, W)`` to resize every image to; ``None`` requires one common size.
-        channels: 1 or 3; ``None`` gives 1 when every file is gray-scale, else 3.
-        skip_bad: Skip unreadable images with a warning giving the count, instead of raising.
-        name: Name of the set; defaults to the folder path.
+    Class names are the sorted sub-folder names.
 
     Raises:
-        DataError: The folder is missing, has no class sub-folder, a class sub-folder without images,
-            or an image is unreadable (naming the file).
+        DataError: The folder is missing, has no class sub-folder or a class sub-folder without images.
     """
     root = Path(root)
     _check_dir(root)
@@ -63,6 +57,41 @@ def load_labeled_folder(root: str | Path, *, size: Size | None = None, channels:
     if not paths:
         raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in any of the class folders "
                         f"{classes}", root)
+    return paths, labels, classes
+
+
+def unlabeled_folder_files(root: str | Path) -> list[Path]:
+    """List the images directly inside ``root`` without decoding them.
+
+    Raises:
+        DataError: The folder is missing or holds no image.
+    """
+    root = Path(root)
+    _check_dir(root)
+    paths = list_images(root)
+    if not paths:
+        nested = " (it has sub-folders: load it as a labeled folder)" if any(
+            p.is_dir() for p in root.iterdir()) else ""
+        raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found{nested}", root)
+    return paths
+
+
+def load_labeled_folder(root: str | Path, *, size: Size | None = None, channels: Channels | None = None,
+                        skip_bad: bool = False, name: str | None = None) -> ImageSet:
+    """Load ``root/<class>/**/*.png|jpg|jpeg|bmp``; class names are the sorted sub-folder names.
+
+    Args:
+        root: Folder holding one sub-folder per class.
+        size: ``(H, W)`` to resize every image to; ``None`` requires one common size.
+        channels: 1 or 3; ``None`` gives 1 when every file is gray-scale, else 3.
+        skip_bad: Skip unreadable images with a warning giving the count, instead of raising.
+        name: Name of the set; defaults to the folder path.
+
+    Raises:
+        DataError: The folder is missing, has no class sub-folder, a class sub-folder without images,
+            or an image is unreadable (naming the file).
+    """
+    paths, labels, classes = labeled_folder_files(root)
     images, kept = read_images(paths, channels=channels, size=size, skip_bad=skip_bad, what=str(root))
     label_tensor = torch.tensor([labels[i] for i in kept], dtype=torch.int64)  # (N,)
     return ImageSet(images, label_tensor, classes, name or str(root), [str(paths[i]) for i in kept])
@@ -82,18 +111,12 @@ def load_unlabeled_folder(root: str | Path, *, size: Size | None = None, channel
     Raises:
         DataError: The folder is missing or holds no image, or an image is unreadable.
     """
-    root = Path(root)
-    _check_dir(root)
-    paths = list_images(root)
-    if not paths:
-        nested = " (it has sub-folders: load it as a labeled folder)" if any(
-            p.is_dir() for p in root.iterdir()) else ""
-        raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found{nested}", root)
+    paths = unlabeled_folder_files(root)
     images, kept = read_images(paths, channels=channels, size=size, skip_bad=skip_bad, what=str(root))
     return ImageSet(images, None, [], name or str(root), [str(paths[i]) for i in kept])
 
 
-def check_same_classes(a: ImageSet, b: ImageSet) -> None:
+def check_same_classes(a: AnySet, b: AnySet) -> None:
     """Require two labeled sets to use the same class names in the same order.
 
     Raises:
@@ -110,7 +133,7 @@ def check_same_classes(a: ImageSet, b: ImageSet) -> None:
     raise DataError(f"class names differ: {a.name} has {a.classes}, {b.name} has {b.classes} ({detail})")
 
 
-def match_classes(reference: ImageSet, other: ImageSet, require_all: bool = False) -> ImageSet:
+def match_classes(reference: AnySet, other: AnySet, require_all: bool = False) -> AnySet:
     """Express ``other`` in the classes of ``reference``, matching classes by (folder) name.
 
     A labeled ``other`` may hold a subset of the reference classes (e.g. a test folder missing one
@@ -123,14 +146,14 @@ def match_classes(reference: ImageSet, other: ImageSet, require_all: bool = Fals
         require_all: Every class of ``reference`` must be in ``other`` (the labeled target images).
 
     Returns:
-        A new set sharing ``other``'s images.
+        A new set of ``other``'s kind (in memory or on disk) sharing its images or files.
 
     Raises:
         DataError: ``other`` has a class name the reference lacks, or (``require_all``) lacks one the
             reference has; the message lists both lists.
     """
     if other.labels is None:
-        return ImageSet(other.images, None, list(reference.classes), other.name, other.files)
+        return replace(other, classes=list(reference.classes))
     unknown = [c for c in other.classes if c not in reference.classes]
     if unknown:
         raise DataError(f"classes {unknown} of {other.name} are not among the classes of {reference.name}: "
@@ -141,4 +164,4 @@ def match_classes(reference: ImageSet, other: ImageSet, require_all: bool = Fals
                         f"sub-folder per class ({reference.name} has {reference.classes}, {other.name} has "
                         f"{other.classes})")
     mapping = torch.tensor([reference.classes.index(c) for c in other.classes])  # (K_other,) int64
-    return ImageSet(other.images, mapping[other.labels], list(reference.classes), other.name, other.files)
+    return replace(other, labels=mapping[other.labels], classes=list(reference.classes))
