@@ -204,3 +204,25 @@ def test_usps_benchmark_agrees(exported: tuple[Path, Path], tmp_path: Path) -> N
                          capture_output=True, text=True, timeout=600, check=True).stdout
     assert "USPS test: same class for 2007 / 2007 images" in out
     assert (tmp_path / "bench" / "onnx" / "model.onnx").is_file()
+
+
+def test_imagenet_input_norm_is_applied_by_load_and_inside_the_onnx_graph(tmp_path: Path) -> None:
+    from adaptrack.adapt.config import NetworkConfig
+    from adaptrack.adapt.module import DomainAdaptationModule
+    from adaptrack.common.training import to_plain
+
+    torch.manual_seed(0)
+    module = DomainAdaptationModule(network=NetworkConfig(conv_channels=[8, 16], class_hidden=[16],
+                                                          domain_hidden=[16]),
+                                    in_channels=3, image_size=28, input_norm="imagenet").eval()
+    ckpt = tmp_path / "rgb.ckpt"
+    torch.save({"hyper_parameters": to_plain(dict(module.hparams)), "state_dict": module.state_dict()}, ckpt)
+    images = torch.randint(0, 256, (6, 3, 28, 28), dtype=torch.uint8)
+    with torch.no_grad():
+        expected = module(images.float() / 127.5 - 1).softmax(1)  # the training module's own forward
+    net, _ = load_network(ckpt)
+    assert net.input_norm == "imagenet"
+    assert float((adaptrack.adapt.load(ckpt).predict(images).probs - expected).abs().max()) < 1e-6
+    assert main(["export", "--checkpoint", str(ckpt), "--output", str(tmp_path / "onnx")]) == 0
+    assert read_export_meta(tmp_path / "onnx")["input_norm"] == "imagenet"
+    assert float((adaptrack.adapt.load(tmp_path / "onnx").predict(images).probs - expected).abs().max()) < 1e-5

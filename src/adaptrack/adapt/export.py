@@ -25,7 +25,6 @@ import torch
 from torch import nn
 
 from adaptrack.adapt.data.augment import to_float
-from adaptrack.adapt.networks import AdaptationNetwork
 from adaptrack.adapt.predict import NORMALIZATION, class_names_of, load_network
 from adaptrack.common.errors import DataError
 from adaptrack.common.files import atomic_path, atomic_write, check_writable_dir
@@ -40,9 +39,9 @@ META_KEYS = ("class_names", "input_size", "channels", "preprocessing")
 
 
 class _Exported(nn.Module):
-    """Feature extractor + class classifier: normalized images → ``(logits, probs)``."""
+    """Input normalisation + feature extractor + class classifier: [-1, 1] images → ``(logits, probs)``."""
 
-    def __init__(self, net: AdaptationNetwork) -> None:
+    def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
 
@@ -74,7 +73,7 @@ def _max_diff(got: list[np.ndarray], expected: tuple[torch.Tensor, ...]) -> dict
     return {name: float(np.abs(a - b.numpy()).max()) for name, a, b in zip(OUTPUT_NAMES, got, expected, strict=True)}
 
 
-def export_network(net: AdaptationNetwork, output: str | Path, class_names: list[str], channels: int, size: int,
+def export_network(net: nn.Module, output: str | Path, class_names: list[str], channels: int, size: int,
                    extra_meta: dict[str, Any] | None = None, opset: int = 18,
                    exporter: Literal["dynamo", "legacy"] = "dynamo", atol: float = DEFAULT_ATOL,
                    batch_size: int = 8, seed: int = 0) -> dict[str, float]:
@@ -174,7 +173,8 @@ def export(checkpoint: str, output: str, opset: int = 18, exporter: Literal["dyn
     size, channels = int(hp.get("image_size", 28)), int(hp.get("in_channels", 1))
     network = dict(hp["network"]) if isinstance(hp["network"], dict) else {}
     network.pop("weights", None)  # where the pretrained backbone came from: not needed, maybe private
-    extra = {"checkpoint": str(checkpoint), "method": hp.get("method"), "network": network}
+    extra = {"checkpoint": str(checkpoint), "method": hp.get("method"), "network": network,
+             "input_norm": net.input_norm}  # applied inside the graph, after the formula of "preprocessing"
     diffs = export_network(net, output, class_names_of(hp), channels, size, extra, opset, exporter, atol, batch_size)
     print(f"{Path(output) / 'model.onnx'}: {len(class_names_of(hp))} classes, input (N, {channels}, {size}, {size}); "
           + ", ".join(f"max |onnxruntime - PyTorch| {k} = {v:.2e}" for k, v in diffs.items())

@@ -22,7 +22,7 @@ from PIL import Image
 from torch import nn
 
 from adaptrack.adapt.config import NetworkConfig
-from adaptrack.adapt.data.augment import convert_channels, resize_uint8, to_float
+from adaptrack.adapt.data.augment import convert_channels, imagenet_affine, resize_uint8, to_float
 from adaptrack.adapt.data.images import read_images
 from adaptrack.adapt.module import DomainAdaptationModule
 from adaptrack.adapt.networks import AdaptationNetwork, build_network
@@ -82,12 +82,38 @@ class Predictions:
         return self.probs.topk(min(k, self.probs.shape[1]), dim=1)
 
 
+class InferenceNetwork(nn.Module):
+    """The checkpoint's input normalisation (``model.input_norm``), then feature extractor + class classifier.
+
+    Takes images scaled to [-1, 1] (:func:`~adaptrack.adapt.data.augment.to_float`), as the training
+    module's ``forward`` does, so inference, the ONNX graph and training see the same network input:
+    ``symmetric`` feeds them as they are, ``imagenet`` maps them to ImageNet mean/std first.
+
+    Args:
+        net: FIG. 4's networks.
+        input_norm: ``symmetric`` or ``imagenet`` (3 channels).
+    """
+
+    def __init__(self, net: AdaptationNetwork, input_norm: str = "symmetric") -> None:
+        super().__init__()
+        self.net = net
+        self.input_norm = input_norm
+        scale, shift = imagenet_affine() if input_norm == "imagenet" else (torch.ones(1), torch.zeros(1))
+        self.register_buffer("input_scale", scale.view(1, -1, 1, 1), persistent=False)  # (1, C, 1, 1)
+        self.register_buffer("input_shift", shift.view(1, -1, 1, 1), persistent=False)  # (1, C, 1, 1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Class logits ``(B, K)`` of images ``(B, C, S, S)`` in [-1, 1]."""
+        images = images * self.input_scale + self.input_shift  # (B, C, S, S)
+        return self.net(images.contiguous(memory_format=CHANNELS_LAST))
+
+
 class TorchBackend:
     """Runs the rebuilt PyTorch network (feature extractor + class classifier) in eval mode."""
 
     name = "torch"
 
-    def __init__(self, net: AdaptationNetwork) -> None:
+    def __init__(self, net: nn.Module) -> None:
         self.net = net.eval()
 
     @torch.no_grad()
@@ -284,16 +310,18 @@ def adapt_checkpoint_hparams(path: str | Path) -> dict[str, Any]:
     return dict(read_adapt_checkpoint(path)["hyper_parameters"])
 
 
-def load_network(checkpoint: str | Path) -> tuple[AdaptationNetwork, dict[str, Any]]:
+def load_network(checkpoint: str | Path) -> tuple[InferenceNetwork, dict[str, Any]]:
     """Rebuild only FIG. 4's networks from a checkpoint of ``adaptrack adapt fit``, in eval mode.
 
     The hyperparameters' ``network`` group, ``in_channels``, ``num_classes`` and ``image_size``
     rebuild the networks (:func:`~adaptrack.adapt.networks.build_network`); the state dict's
-    ``net.*`` entries fill them. No training code (module, method, data) is built and no
+    ``net.*`` entries fill them; ``input_norm`` (default ``symmetric``, as checkpoints before it)
+    sets the input normalisation in front. No training code (module, method, data) is built and no
     pretrained-weights file is read.
 
     Returns:
-        The network and the checkpoint's hyperparameters.
+        The network (:class:`InferenceNetwork`: [-1, 1] images → class logits) and the checkpoint's
+        hyperparameters.
 
     Raises:
         DataError: See :func:`read_adapt_checkpoint`; also when its weights do not fit the networks
@@ -310,7 +338,7 @@ def load_network(checkpoint: str | Path) -> tuple[AdaptationNetwork, dict[str, A
         net.load_state_dict(state)
     except (ValueError, RuntimeError, KeyError, TypeError) as exc:
         raise DataError(f"not a checkpoint of `adaptrack adapt fit` ({exc})", checkpoint) from exc
-    return net.eval(), hp
+    return InferenceNetwork(net, str(hp.get("input_norm", "symmetric"))).eval(), hp
 
 
 def class_names_of(hparams: dict[str, Any]) -> list[str]:
