@@ -186,3 +186,33 @@ def test_resnet_step_benchmark_runs(tmp_path: Path) -> None:
     assert "lr groups backbone=0.001, heads=0.01" in out
     assert "one step (forward + backward + SGD) on 4 images of 64x64" in out
     assert "round trip .pth" in out and "DIFFERENT" not in out and "0 after (identical)" in out
+
+
+def test_weights_by_name_come_through_torch_hub_with_the_checksum_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from adaptrack.adapt.networks import HUB_WEIGHTS
+
+    source = tiny_resnet(1)
+    calls: list[tuple[str, dict]] = []
+
+    def fake_download(url: str, **options: object) -> dict[str, torch.Tensor]:  # no network in tests
+        calls.append((url, options))
+        return {**source.backbone.state_dict(), "fc.weight": torch.zeros(1000, 64), "fc.bias": torch.zeros(1000)}
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", fake_download)
+    fresh = tiny_resnet(3)
+    load_backbone_weights(fresh.backbone, "torchvision:resnet18")
+    assert calls[0][0] == HUB_WEIGHTS["torchvision:resnet18"]
+    assert calls[0][1]["check_hash"] is True and calls[0][1]["weights_only"] is True
+    x = torch.randn(2, 3, 32, 32)
+    source.eval(), fresh.eval()
+    assert torch.equal(fresh.backbone(x), source.backbone(x))
+    assert NetworkConfig(preset="resnet50", weights="torchvision:resnet50").weights == "torchvision:resnet50"
+    with pytest.raises(ConfigError, match="torchvision:resnet50"):
+        NetworkConfig(preset="resnet50", weights="resnet50")  # neither a file nor a known name
+
+    def offline(url: str, **options: object) -> dict[str, torch.Tensor]:
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(DataError, match=r"torchvision:resnet18.*local file"):
+        load_backbone_weights(fresh.backbone, "torchvision:resnet18")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from adaptrack.adapt.networks import PRESETS, PresetName
+from adaptrack.adapt.networks import HUB_WEIGHTS, PRESETS, PresetName
 from adaptrack.adapt.pseudo import MASKING_RULES, MaskingName
 from adaptrack.common.errors import ConfigError
 
@@ -58,7 +58,9 @@ class NetworkConfig:
         bottleneck_dim: Override of the ResNet presets' bottleneck width (Linear → BN → ReLU after pooling).
         weights: Pretrained backbone weights, a ``.safetensors`` or ``.pth`` file in torchvision's
             naming (e.g. torchvision's ImageNet ``resnet50-11ad3fa6.pth``; its ``fc`` layer is
-            ignored). Loaded when ``fit`` starts a run (a resumed run takes its checkpoint's weights;
+            ignored), or a name of :data:`~adaptrack.adapt.networks.HUB_WEIGHTS`
+            (``torchvision:resnet50``: downloaded once, checksum checked, cached). Loaded when ``fit``
+            starts a run (a resumed run takes its checkpoint's weights;
             ``validate``/``test``/``predict`` and :func:`adaptrack.adapt.load` never read it).
     """
 
@@ -81,8 +83,10 @@ class NetworkConfig:
                               f"resnet preset (preset={self.preset!r})")
         if resnet and self.conv_channels is not None and len(self.conv_channels) != 4:
             raise ConfigError(f"model.network.conv_channels={list(self.conv_channels)}: a ResNet has 4 stage widths")
-        if self.weights is not None and Path(self.weights).suffix not in WEIGHT_SUFFIXES:
-            raise ConfigError(f"model.network.weights={self.weights!r} must be a {' or '.join(WEIGHT_SUFFIXES)} file")
+        named = self.weights in HUB_WEIGHTS
+        if self.weights is not None and not named and Path(self.weights).suffix not in WEIGHT_SUFFIXES:
+            raise ConfigError(f"model.network.weights={self.weights!r} must be a {' or '.join(WEIGHT_SUFFIXES)} file "
+                              f"or one of {sorted(HUB_WEIGHTS)}")
         for key in ("conv_channels", "class_hidden", "domain_hidden"):
             value = getattr(self, key)
             if value is not None:

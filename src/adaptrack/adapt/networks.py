@@ -364,14 +364,48 @@ IGNORED_WEIGHT_PREFIXES = ("fc.",)
 """Entries of an ImageNet classifier's state dict that are not part of the backbone (its 1000-way head)."""
 
 
+HUB_WEIGHTS: dict[str, str] = {
+    "torchvision:resnet18": "https://download.pytorch.org/models/resnet18-f37072fd.pth",
+    "torchvision:resnet34": "https://download.pytorch.org/models/resnet34-b627a593.pth",
+    "torchvision:resnet50": "https://download.pytorch.org/models/resnet50-11ad3fa6.pth",
+    "torchvision:resnet50_v1": "https://download.pytorch.org/models/resnet50-0676ba61.pth",
+}
+"""ImageNet weights ``model.network.weights`` accepts by name (online once; cached by ``torch.hub``).
+
+Each file name carries the first digits of its SHA-256, which :func:`torch.hub.load_state_dict_from_url`
+checks after the download (``check_hash=True``), so a corrupted or substituted file is refused."""
+
+
+def fetch_hub_weights(name: str) -> dict[str, torch.Tensor]:
+    """Download (once; later from the ``torch.hub`` cache, ``$TORCH_HOME``) the weights ``name`` of :data:`HUB_WEIGHTS`.
+
+    Raises:
+        DataError: Unknown name, the download failed (offline: give a local file instead) or its
+            checksum does not match.
+    """
+    url = HUB_WEIGHTS.get(name)
+    if url is None:
+        raise DataError(f"unknown weights name; known: {', '.join(sorted(HUB_WEIGHTS))} (or give a local file)", name)
+    try:
+        state = torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=True, check_hash=True,
+                                                   weights_only=True)
+    except Exception as exc:  # URLError offline, RuntimeError on a hash mismatch, UnpicklingError
+        raise DataError(f"could not fetch {url} ({type(exc).__name__}: {exc}); offline, download it elsewhere and "
+                        "pass the local file as model.network.weights", name) from exc
+    return state
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a weights file: ``.safetensors``, or ``.pth`` / ``.pt`` / ``.bin`` (``torch.load(weights_only=True)``).
+    """Read a weights file: ``.safetensors``, or ``.pth`` / ``.pt`` / ``.bin`` (``torch.load(weights_only=True)``),
+    or a name of :data:`HUB_WEIGHTS` (:func:`fetch_hub_weights`).
 
     A ``.pth`` holding ``{"state_dict": {...}}`` (a training checkpoint's layout) is unwrapped.
 
     Raises:
         DataError: The file is missing, unreadable, needs pickled code, or holds no tensor mapping.
     """
+    if str(path) in HUB_WEIGHTS:
+        return fetch_hub_weights(str(path))
     path = Path(path)
     if path.suffix == ".safetensors":
         if not path.is_file():
