@@ -99,7 +99,9 @@ def soft_neighborhood_density(probs: torch.Tensor, temperature: float = SND_TEMP
     With ``f_i = p_i / ||p_i||``: ``s_ij = f_i·f_j / τ`` for ``j ≠ i``, ``P_ij = softmax_j(s_ij)`` and
     ``SND = mean_i -Σ_j P_ij log P_ij``. Predictions in dense clusters (each image with many
     similar neighbours) spread each row's softmax over many images: high entropy (higher is
-    better). Computed in row chunks, so memory is ``chunk × N``.
+    better). Its blind spot: predictions that are all alike (collapsed, or near-uniform ones whose
+    cosines all come close to 1) spread every row evenly too; identical predictions reach the
+    maximum ``log(N - 1)``. Computed in row chunks, so memory is ``chunk × N``.
     """
     n = probs.shape[0]
     if n < 2:
