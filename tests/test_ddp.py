@@ -174,6 +174,11 @@ def test_adapt_validation_on_two_processes_equals_one_process(ddp_run: Path, nam
     for key in ("val/source_acc", "report/target_acc"):
         assert zero[key] == pytest.approx(single[key], abs=1e-6), key
     assert zero["val/target_confidence"] == pytest.approx(single["val/target_confidence"], rel=1e-5)
+    # the label-free validators: every rank computes them on the outputs gathered over both ranks
+    for key in ("val/entropy", "val/snd", "val/dev"):
+        if key in single:
+            assert zero[key] == pytest.approx(single[key], rel=1e-5), key
+    assert "val/snd" in zero and ("val/dev" in zero) == (name != "source_only")
 
 
 def test_track_validation_on_two_processes_equals_one_process(ddp_run: Path, tmp_path: Path) -> None:

@@ -105,6 +105,9 @@ def test_sigkill_then_resume_from_last_ends_with_the_weights_of_an_uninterrupted
         report_resumed = json.loads((tmp_path / "killed" / "logs" / "version_0" / "report.json").read_text())
         accuracies = [k for k in report if "acc" in k]
         assert accuracies and {k: report[k] for k in accuracies} == {k: report_resumed[k] for k in accuracies}
+        # the validators' history (the ranking against the oracle) survives the kill too
+        assert report["validation_history"] == report_resumed["validation_history"]
+        assert len(report["validation_history"]) == 3 and report["selection"] == report_resumed["selection"]
     if system == "track" and command == "fit":
         store, store_resumed = full["region_map_store"], resumed["region_map_store"]
         assert store["keys"] == store_resumed["keys"] and store["last"] == store_resumed["last"]

@@ -95,6 +95,8 @@ def plot_validators(history: Sequence[Mapping[str, Any]], validators: Sequence[V
     if not history:
         return None
     plt = _plt()
+    from matplotlib.ticker import MaxNLocator
+
     n = max(1, len(validators))
     fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.2), squeeze=False)
     epochs = [int(r["epoch"]) for r in history]
@@ -107,6 +109,8 @@ def plot_validators(history: Sequence[Mapping[str, Any]], validators: Sequence[V
             ax.axvline(epochs[pick], color="tab:blue", ls="--", alpha=0.6)
         ax.set_title(f"{v.key} ({'higher' if v.mode == 'max' else 'lower'} better)", fontsize=9)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.ticklabel_format(axis="y", useOffset=False)
         if any(math.isfinite(t) for t in target):
             twin = ax.twinx()
             twin.plot(epochs, target, color="tab:green", marker=".", alpha=0.7, label="target acc %")
@@ -138,7 +142,7 @@ def plot_pseudo(series: Mapping[str, Sequence[tuple[float, float]]], path: Path)
     ax.set_ylim(-2, 102)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title("pseudo labels: share of target images labeled, and the share of those that are right")
+    ax.set_title("pseudo labels: share of target images labeled; precision of those labels", fontsize=10)
     return _save(fig, path)
 
 
@@ -234,7 +238,8 @@ STYLE = """body{font-family:sans-serif;margin:1.5em auto;max-width:1150px;color:
 h1{font-size:1.4em}h2{font-size:1.15em;border-bottom:1px solid #ccc;margin-top:1.6em}
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;
 text-align:right}th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}
-img{max-width:100%;border:1px solid #eee}.file,.none{color:#777;font-size:.8em}.note{color:#555;font-size:.9em}"""
+img{max-width:100%;border:1px solid #eee}.file,.none{color:#777;font-size:.8em}.note{color:#555;font-size:.9em}
+.row{display:flex;gap:1.5em;align-items:flex-start}"""
 
 
 def write_html(path: Path, *, title: str, summary: Mapping[str, Any], summary_columns: Sequence[str],
@@ -271,9 +276,9 @@ def write_html(path: Path, *, title: str, summary: Mapping[str, Any], summary_co
         "</section>",
         "<section id='pseudo-labels'><h2>Pseudo labels over time</h2>",
         _image(figures.get("pseudo-labels"), "pseudo labels"), "</section>",
-        "<section id='per-class'><h2>Per-class target accuracy</h2>",
-        html_table(per_class, ["class", "images", "target acc %"]), _image(figures.get("per-class"), "per class"),
-        "</section>",
+        "<section id='per-class'><h2>Per-class target accuracy</h2><div class='row'><div>",
+        html_table(per_class, ["class", "images", "target acc %"]), "</div><div>",
+        _image(figures.get("per-class"), "per class"), "</div></div></section>",
         "<section id='confusion'><h2>Target confusion matrix</h2>", _image(figures.get("confusion"), "confusion"),
         "</section>",
         "<section id='embedding'><h2>Source and target features before and after adaptation</h2>",
