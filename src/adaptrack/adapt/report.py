@@ -245,7 +245,6 @@ class AdaptationReport(L.Callback):
             "losses": ["train/source_loss", "train/domain_loss", "train/self_learning_loss",
                        "train/minority_shot_loss"],
             "accuracy": ["val/source_acc", "report/target_acc"],
-            "validators": ["val/entropy", "val/snd", "val/dev"],
             "pseudo labels": ["train/pseudo_share", "pseudo/share", "pseudo/accuracy"],
         }
         return plot_curves(series, log_dir / "curves.png", panels, title="training curves")
