@@ -30,6 +30,7 @@ from adaptrack.adapt.report_html import (
     write_html,
 )
 from adaptrack.adapt.selection import SELECTION_COLUMNS, TARGET_KEY, rank_validators, select_epoch
+from adaptrack.common.errors import ConfigError
 from adaptrack.common.files import atomic_write
 from adaptrack.common.report import format_table, plot_curves, read_metrics_csv
 
@@ -90,8 +91,6 @@ class AdaptationReport(L.Callback):
     def __init__(self, print_table: bool = True, html: bool = True, embedding: EmbeddingName = "pca",
                  embedding_points: int = 200) -> None:
         if embedding not in ("tsne", "pca"):
-            from adaptrack.common.errors import ConfigError
-
             raise ConfigError(f"report.embedding={embedding!r} must be 'tsne' or 'pca'")
         self.print_table, self.html = print_table, html
         self.embedding, self.embedding_points = embedding, int(embedding_points)
@@ -102,10 +101,12 @@ class AdaptationReport(L.Callback):
 
     # -- state across a resume -----------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """The validation history and the "before" embedding (plain lists, dicts and tensors)."""
         return {"history": [dict(r) for r in self.history],
                 "before": self.before.as_state() if self.before is not None else None}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (a resumed run reports its whole history)."""
         self.history = [dict(r) for r in state_dict.get("history", [])]
         before = state_dict.get("before")
         self.before = Embedding.from_state(before) if before is not None else None
@@ -135,6 +136,7 @@ class AdaptationReport(L.Callback):
             self.before = self._embed(trainer, pl_module)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Record this epoch's validators and target accuracy (after logging; before the checkpoint save)."""
         if trainer.sanity_checking or trainer.state.fn != "fit":
             return
         assert isinstance(pl_module, DomainAdaptationModule)
