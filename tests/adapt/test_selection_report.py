@@ -87,3 +87,14 @@ def test_source_only_computes_no_dev_and_refuses_to_monitor_it(workdir: Path,
     assert not (run_dir(workdir) / "report.html").exists()
     assert main(["fit", *TINY_FIT, "--model.method", "source_only", "--checkpoint.monitor", "val/dev"]) != 0
     assert "needs a trained domain classifier" in capsys.readouterr().err
+
+
+def test_best_checkpoint_is_written_when_the_epoch_ends_on_a_step_count_save(workdir: Path) -> None:
+    """4 steps an epoch, ``last.ckpt`` every 2 steps: the epoch's last step saves last.ckpt just before
+    validation; the monitored validator's best checkpoint must still be written."""
+    assert main(["fit", *TINY_FIT, "--trainer.max_epochs", "2", "--checkpoint.last_every_n_steps", "2",
+                 "--checkpoint.monitor", "val/snd", "--report.html", "false"]) == 0
+    run = run_dir(workdir)
+    report = json.loads((run / "report.json").read_text())
+    chosen = next(r for r in report["selection"] if r["selected by"] == "val/snd (checkpoint)")
+    assert [p.name for p in (run / "checkpoints").glob("best-*.ckpt")] == [f"best-epoch={chosen['epoch']:02d}.ckpt"]
