@@ -168,12 +168,18 @@ def test_adapt_validation_on_two_processes_equals_one_process(ddp_run: Path, nam
     zero, one = (_val(r) for r in _records(ddp_run, name))
     assert zero == one  # synced: every rank logs the value over both shards
     ckpt = ddp_run / name / "logs" / "version_0" / "checkpoints" / "last.ckpt"
-    cli = adapt_cli(["validate", *ADAPT_DATA, "--ckpt_path", str(ckpt), "--trainer.default_root_dir", str(tmp_path),
-                     "--trainer.enable_progress_bar", "false", "--trainer.logger", "false"])
+    pool = ["--data.labeled_target.per_class", "1"] if name == "joint" else []  # the run's unlabeled pool
+    cli = adapt_cli(["validate", *ADAPT_DATA, *pool, "--ckpt_path", str(ckpt), "--trainer.default_root_dir",
+                     str(tmp_path), "--trainer.enable_progress_bar", "false", "--trainer.logger", "false"])
     single = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}
     for key in ("val/source_acc", "report/target_acc"):
         assert zero[key] == pytest.approx(single[key], abs=1e-6), key
     assert zero["val/target_confidence"] == pytest.approx(single["val/target_confidence"], rel=1e-5)
+    # the label-free validators: every rank computes them on the outputs gathered over both ranks
+    for key in ("val/entropy", "val/snd", "val/dev"):
+        if key in single:
+            assert zero[key] == pytest.approx(single[key], rel=1e-5), key
+    assert "val/snd" in zero and ("val/dev" in zero) == (name != "source_only")
 
 
 def test_track_validation_on_two_processes_equals_one_process(ddp_run: Path, tmp_path: Path) -> None:

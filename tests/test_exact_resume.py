@@ -118,6 +118,9 @@ def test_sigkill_then_resume_from_last_ends_with_the_weights_of_an_uninterrupted
         # the epoch the kill fell in logs its whole-epoch means (the running means are in the checkpoint)
         key = "pseudo/accuracy"
         assert _epoch_values(tmp_path / "full", key) == _epoch_values(tmp_path / "killed", key)
+        # the validators' history (the ranking against the oracle) survives the kill too
+        assert report["validation_history"] == report_resumed["validation_history"]
+        assert len(report["validation_history"]) == 3 and report["selection"] == report_resumed["selection"]
     if system == "track" and command == "fit":
         store, store_resumed = full["region_map_store"], resumed["region_map_store"]
         assert store["keys"] == store_resumed["keys"] and store["last"] == store_resumed["last"]

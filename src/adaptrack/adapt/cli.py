@@ -27,6 +27,7 @@ from adaptrack.adapt.methods import METHODS
 from adaptrack.adapt.module import DomainAdaptationModule
 from adaptrack.adapt.predict import PredictionCSVWriter, adapt_checkpoint_hparams
 from adaptrack.adapt.report import REPORT_COLUMNS, AdaptationReport
+from adaptrack.adapt.validators import resolve_checkpoint_mode
 from adaptrack.common.cli import (
     active_config,
     add_resume_arguments,
@@ -61,9 +62,10 @@ class AdaptCLI(LightningCLI):
                               compute_fn=resolve_normalize)
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
-        # Best checkpoint by *source* validation accuracy (never by target labels) + last (every epoch).
+        # Best checkpoint by a label-free validator (never by target labels) + last (every epoch);
+        # mode "auto": the validator's direction (adaptrack.adapt.validators.resolve_checkpoint_mode).
         parser.add_lightning_class_args(BestAndLastCheckpoint, "checkpoint")
-        parser.set_defaults({"checkpoint.monitor": "val/source_acc", "checkpoint.mode": "max",
+        parser.set_defaults({"checkpoint.monitor": "val/source_acc", "checkpoint.mode": "auto",
                              "checkpoint.filename": "best-{epoch:02d}", "checkpoint.save_last": True})
         parser.add_lightning_class_args(AdaptationReport, "report")
         parser.add_lightning_class_args(PredictionCSVWriter, "predictions")
@@ -104,6 +106,15 @@ class AdaptCLI(LightningCLI):
         numbers and unwritable output folders before anything is built or written."""
         prepare_run_config(active_config(self), DEFAULT_ROOT)
         self._resolve_ddp()
+        self._resolve_checkpoint_mode()
+
+    def _resolve_checkpoint_mode(self) -> None:
+        """``--checkpoint.mode auto`` → the monitored validator's mode; refuse monitors that read target labels."""
+        config = active_config(self)
+        if config.get("checkpoint") is not None:
+            method = config.get("model", {}).get("method") if config.get("model") is not None else None
+            adversarial = METHODS[str(method)].domain_adversarial if str(method) in METHODS else None
+            resolve_checkpoint_mode(config["checkpoint"], adversarial)
 
     def _prepare(self, stage: str) -> None:
         """Load and prepare the data of ``stage`` before the trainer starts (and its loggers create

@@ -28,6 +28,7 @@ from adaptrack.adapt.networks import build_network, grl_coefficient, load_backbo
 from adaptrack.adapt.pseudo import PseudoLabeler, PseudoLabels
 from adaptrack.adapt.schedule import SelfLearningGate, loss_weight_decay
 from adaptrack.adapt.step import CHANNELS_LAST, Step, Views
+from adaptrack.adapt.validators import ValidationBuffer, active_validators
 from adaptrack.common.errors import ConfigError
 from adaptrack.common.training import as_group, check_finite, check_finite_gradients, plain_hyperparameters
 
@@ -109,7 +110,8 @@ class DomainAdaptationModule(L.LightningModule):
         self.gate = SelfLearningGate(self.gate_config)
         self.epoch_logits: torch.Tensor | None = None  # (N_pool, K) per-epoch teacher logits (scope "epoch")
         self.epoch_logits_epoch = -1
-        self.val_source_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.validators = active_validators(self.method.domain_adversarial)
+        self.val_buffer = ValidationBuffer()  # per-pass outputs the validators read
         self.val_target_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_target_conf = MeanMetric()
         self.pseudo_share = MeanMetric()
@@ -313,21 +315,54 @@ class DomainAdaptationModule(L.LightningModule):
                 self.log("pseudo/accuracy", accuracy, sync_dist=True)
             self.pseudo_acc.reset()
 
-    # -- evaluation: source validation selects checkpoints; target labels are only reported ----
+    # -- evaluation: label-free validators select checkpoints; target labels are only reported ----
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int,
                         dataloader_idx: int = 0) -> None:
+        """Loader 0: source test (validators), 1: target test (reported only), 2: the unlabeled target
+        pool (validators; its labels are not read)."""
         images, labels = batch
-        logits = self(images)
+        z = self.net.features(images.contiguous(memory_format=CHANNELS_LAST))  # (B, D)
+        logits = self.net.classifier(z)  # (B, K)
         if dataloader_idx == 0:
-            self.val_source_acc.update(logits, labels)
-            self.log("val/source_acc", self.val_source_acc, prog_bar=True, add_dataloader_idx=False)
-        else:
+            self.val_buffer.add("source_logits", logits)
+            self.val_buffer.add("source_labels", labels)
+            if self.method.domain_adversarial:
+                self.val_buffer.add("source_domain_logits", self.net.domain_logits(z, 0.0))  # (B, 2)
+        elif dataloader_idx == 1:
             self.val_target_conf.update(logits.softmax(1).amax(1))
             self.log("val/target_confidence", self.val_target_conf, add_dataloader_idx=False)
             known = labels >= 0
             if bool(known.any()):
                 self.val_target_acc.update(logits[known], labels[known])
                 self.log("report/target_acc", self.val_target_acc, prog_bar=True, add_dataloader_idx=False)
+        else:
+            self.val_buffer.add("target_probs", logits.softmax(1))  # (B, K)
+
+    def on_validation_epoch_start(self) -> None:
+        self.val_buffer.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_validators()
+
+    def on_test_epoch_start(self) -> None:
+        self.val_buffer.reset()
+
+    def on_test_epoch_end(self) -> None:
+        self._log_validators()
+
+    def _log_validators(self) -> None:
+        """Log ``val/<name>`` of every validator, computed on the outputs gathered over the ranks.
+
+        Every rank computes the same number from the same gathered tensors; ``sync_dist`` only tells
+        Lightning that the value is global.
+        """
+        inputs = self.val_buffer.inputs(self, self.hparams.num_classes, self.method.domain_adversarial)
+        self.val_buffer.reset()
+        if inputs.source_labels.numel() == 0 and inputs.target_probs.shape[0] == 0:
+            return
+        for validator in self.validators:
+            value = validator.compute(inputs).float().to(self.device)
+            self.log(validator.key, value, prog_bar=validator.name == "source_acc", sync_dist=True)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         self.validation_step(batch, batch_idx, dataloader_idx)

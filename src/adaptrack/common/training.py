@@ -137,7 +137,11 @@ class BestAndLastCheckpoint(ModelCheckpoint):
         n = self.last_every_n_steps
         if (n and self.save_last and trainer.global_step % n == 0 and not self._should_skip_saving_checkpoint(trainer)
                 and self._last_global_step_saved != trainer.global_step):
+            saved = self._last_global_step_saved
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            # a step-count save must not count as "saved at this step": when the epoch ends on a
+            # multiple of N, the validation that follows would otherwise skip the top-k ("best") save
+            self._last_global_step_saved = saved
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)

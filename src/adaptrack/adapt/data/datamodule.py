@@ -612,8 +612,10 @@ class DomainAdaptationDataModule(L.LightningDataModule):
             yield batch
 
     def val_dataloader(self) -> list[DataLoader]:
-        """[0] source test (selects checkpoints), [1] target test (reported only); each rank its part."""
-        return [self._eval_loader(self.image_set(role, "test")) for role in ("source", "target")]
+        """[0] source test, [1] target test (reported only), [2] the unlabeled target pool (its labels
+        unread): the label-free validators (:mod:`adaptrack.adapt.validators`) read 0 and 2; each rank its part."""
+        return [*(self._eval_loader(self.image_set(role, "test")) for role in ("source", "target")),
+                self._eval_loader(self.unlabeled_target())]
 
     def test_dataloader(self) -> list[DataLoader]:
         return self.val_dataloader()
