@@ -36,7 +36,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch.utils.data import DistributedSampler
 
 from adaptrack.common.errors import ConfigError
-from adaptrack.common.files import atomic_write, safe_torch_load
+from adaptrack.common.files import atomic_torch_save, safe_torch_load
 
 STEP_STREAM = 0
 """Stream of :func:`step_seed` used for the training step itself (dropout, jitter)."""
@@ -260,8 +260,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                         ) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} does not take storage_options, got {storage_options!r}")
-        with atomic_write(path, "wb") as handle:
-            torch.save(checkpoint, handle)
+        atomic_torch_save(checkpoint, path)
 
     def load_checkpoint(self, path: str | Path, map_location: Any | None = lambda storage, loc: storage,
                         weights_only: bool | None = None) -> dict[str, Any]:
