@@ -160,6 +160,7 @@ COMMANDS: dict[str, Callable[[list[str]], object]] = {
     "evaluate": function_command("evaluate", "adaptrack.track.evaluation.evaluate", "evaluate"),
     "export": function_command("export", "adaptrack.track.inference.onnx_export", "export"),
     "generate": function_command("generate", "adaptrack.track.data.synth", "generate"),
+    "download": function_command("download", "adaptrack.track.data.downloads", "download"),
 }
 """Each subcommand's function of its arguments."""
 
