@@ -70,8 +70,20 @@ def test_each_image_is_a_one_frame_sequence_with_heads_and_bodies(tmp_path: Path
     assert a.people[0].visibility == (1.0,)
     assert a.people[1].visibility == (0.5,)  # head_attr.occ: flagged, share not measured
     assert b.people[0].parts == (None,) and b.people[0].visible_share(0) == 0.0  # unsure head
+    assert seqs[0].frames[0].people[1].parts == ((33.0, 8.0, 7.0, 7.0),)
     assert b.people[1].box == (20.0, 10.0, 15.0, 20.0)  # clipped to the 30 px height
     assert b.people[1].parts == ((24.0, 10.0, 6.0, 6.0),)  # empty head_attr counts as 0
+
+
+def test_ignored_or_unsure_head_may_have_a_degenerate_hbox(tmp_path: Path) -> None:
+    records = good_records()
+    records[1]["gtboxes"][0]["hbox"] = [4, 2, 0, 0]  # head_attr.unsure == 1
+    records[0]["gtboxes"][0]["head_attr"]["ignore"] = 1
+    del records[0]["gtboxes"][0]["hbox"]
+    odgt, root = write(tmp_path, records)
+    seqs = read_crowdhuman(odgt, root)
+    assert seqs[0].frames[0].people[0].parts == (None,)
+    assert seqs[1].frames[0].people[0].parts == (None,)
 
 
 def test_vbox_body_and_ignore_regions(tmp_path: Path) -> None:

@@ -240,9 +240,9 @@ class _Reader:
             raise self.fail(where, key, str(exc)) from exc
 
     def _head(self, entry: dict[str, Any], where: str, width: int, height: int) -> tuple[Box | None, float]:
-        head = self._parse(self.require(entry, "hbox", where), where, "hbox")
         if self._flag(entry, "head_attr", "ignore", where) or self._flag(entry, "head_attr", "unsure", where):
-            return None, 0.0
+            return None, 0.0  # checked first: an ignored head's hbox may be absent or degenerate
+        head = self._parse(self.require(entry, "hbox", where), where, "hbox")
         if inside_fraction(head, width, height) < self.min_part_inside:
             self._check(head, where, "hbox", width, height)  # gross boxes are still errors
             return None, 0.0
