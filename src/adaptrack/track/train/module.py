@@ -10,6 +10,7 @@ of the last ``n`` stored region maps is added (S108–S110).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Literal
 
@@ -19,6 +20,7 @@ import torch
 from adaptrack.common.errors import ConfigError
 from adaptrack.common.resume import fit_position
 from adaptrack.common.training import as_group, check_finite, check_finite_gradients, plain_hyperparameters
+from adaptrack.track.data.clips import SearchCrop
 from adaptrack.track.data.types import ClipBatch
 from adaptrack.track.geometry import (
     Normalization,
@@ -200,6 +202,9 @@ class TrackerModule(pl.LightningModule):
             ``data.image_size``), recorded so the tracker runs at the training size.
         clip_order: How the data module orders training clips (linked from ``data.clip_order``):
             ``sequential`` keeps the region-map store across batches (see :meth:`temporal_loss`).
+        search: The data module's search-region crops (linked from ``data.search``): the tracker then
+            cuts its frames the same way (``tracker.search_factor`` is set from it; a different
+            non-zero one is refused). The region-map store needs the full-frame mode.
     """
 
     def __init__(self, part_checkpoint: str, parts: list[str] | None = None,
@@ -214,11 +219,20 @@ class TrackerModule(pl.LightningModule):
                  region_dilations: list[int] | None = None, negative_boost: float = 0.0,
                  self_prior_prob: float = 0.0, distractor_prior_prob: float = 0.0,
                  tracker: TrackerSettings = TrackerSettings(), input_size: int = 256,
-                 clip_order: Literal["random", "sequential"] = "random") -> None:
+                 clip_order: Literal["random", "sequential"] = "random", search: SearchCrop | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         # validated here, so a bad YAML value fails before training rather than at inference
         self.tracker = as_group(TrackerSettings, tracker, "tracker")
+        if search is not None:
+            search = as_group(SearchCrop, search, "search")
+            if self.tracker.search_factor not in (0, search.factor):
+                raise ConfigError(f"model.tracker.search_factor {self.tracker.search_factor} differs from "
+                                  f"data.search.factor {search.factor}: the tracker must cut frames as training did")
+            if temporal_n:
+                raise ConfigError(f"model.temporal_n {temporal_n} needs the full-frame mode: the region-map store "
+                                  "keeps maps on the frame's grid; drop data.search or set model.temporal_n 0")
+            self.tracker = dataclasses.replace(self.tracker, search_factor=search.factor)
         part_model, part_meta = load_part_detector(part_checkpoint)
         self.parts = list(parts or part_meta["parts"])
         if self.parts != list(part_meta["parts"]):
