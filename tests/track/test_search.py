@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
-from adaptrack.common.errors import ConfigError
+from adaptrack.common.errors import ConfigError, DataError
 from adaptrack.track.data.clips import ClipDataset, SearchCrop
 from adaptrack.track.data.convert import write_posetrack
 from adaptrack.track.data.frames import PAD_VALUE, crop_frame
@@ -101,12 +100,12 @@ class BrightBackend:
     def template(self, image: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
         return torch.ones(1, 1, 1, 1)
 
-    def parts(self, image: torch.Tensor):  # noqa: ANN201
+    def parts(self, image: torch.Tensor):
         heat, offset = self._maps(image)
         h, w = heat.shape[-2:]
         return heat, torch.full((1, 1, 2, h, w), 1.0), offset[:, None]
 
-    def subject(self, image: torch.Tensor, kernel: torch.Tensor, prior: torch.Tensor):  # noqa: ANN201
+    def subject(self, image: torch.Tensor, kernel: torch.Tensor, prior: torch.Tensor):
         heat, offset = self._maps(image)
         h, w = heat.shape[-2:]
         return heat, torch.full((1, 2, h, w), self.box_cells), offset, torch.ones(1, 1, h, w)
@@ -221,3 +220,21 @@ def test_tracker_module_takes_the_search_factor_from_the_data(part_ckpt: Path) -
                       search=SearchCrop(factor=2.5))
     with pytest.raises(ConfigError, match="temporal_n"):
         TrackerModule(str(part_ckpt), temporal_n=3, search=SearchCrop())
+
+
+def test_tracker_module_starts_from_an_init_checkpoint(part_ckpt: Path, tracker_ckpt: Path) -> None:
+    from adaptrack.track.inference.checkpoints import load_models
+    from adaptrack.track.train.module import TrackerModule
+
+    _, subject, meta = load_models(tracker_ckpt)
+    cfg = meta["subject_model"]
+    module = TrackerModule(str(part_ckpt), channels=cfg["channels"], head_channels=cfg["head_channels"],
+                           dilations=cfg["dilations"], head_dilations=cfg["head_dilations"],
+                           kernel_size=cfg["kernel_size"], context=cfg["context"],
+                           region_dilations=cfg.get("region_dilations"), init_checkpoint=str(tracker_ckpt))
+    for (name, a), b in zip(module.subject_model.state_dict().items(), subject.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    with pytest.raises(DataError, match="differs from this one"):
+        TrackerModule(str(part_ckpt), head_channels=cfg["head_channels"] + 8, init_checkpoint=str(tracker_ckpt))
+    with pytest.raises(DataError, match="init_checkpoint must be"):
+        TrackerModule(str(part_ckpt), init_checkpoint=str(part_ckpt))
