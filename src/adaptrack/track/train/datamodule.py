@@ -11,7 +11,8 @@ from torch.utils.data import DataLoader
 from adaptrack.common.distributed import EvalShardSampler
 from adaptrack.common.errors import DataError
 from adaptrack.common.resume import ResumableSampler, fit_position, process_shard
-from adaptrack.track.data.clips import ClipDataset, SequentialClips, collate_clips
+from adaptrack.common.training import as_group
+from adaptrack.track.data.clips import ClipDataset, SearchCrop, SequentialClips, collate_clips
 from adaptrack.track.data.posetrack import read_posetrack_dir
 from adaptrack.track.data.types import PartSpec, SequenceAnn
 
@@ -67,6 +68,10 @@ class TrackDataModule(pl.LightningDataModule):
             (:class:`~adaptrack.track.data.clips.SequentialClips`), so the third embodiment's
             region-map store holds the past of every training clip (linked to ``model.clip_order``).
         hard_radius: Distance in target part sizes that makes a frame crowded.
+        search: Cut clips as the search-region tracker cuts frames
+            (:class:`~adaptrack.track.data.clips.SearchCrop`: a square region around each clip's template box
+            resized to ``image_size``, with scale and shift jitter for training), so frames of any size train
+            at the tracker's scale; ``None`` resizes whole frames (linked to ``model.search``).
     """
 
     def __init__(self, train_dir: str, val_dir: str | None = None, images_root: str | None = None,
@@ -74,12 +79,13 @@ class TrackDataModule(pl.LightningDataModule):
                  max_stride: int = 2, image_size: int = 256, batch_size: int = 8,
                  samples_per_epoch: int = 256, val_samples: int = 64, num_workers: int = 0,
                  seed: int = 0, hard_share: float = 0.0, hard_radius: float = 0.75,
-                 clip_order: Literal["random", "sequential"] = "random") -> None:
+                 clip_order: Literal["random", "sequential"] = "random", search: SearchCrop | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.parts = list(parts or ["head"])
         if clip_order not in ("random", "sequential"):
             raise ValueError(f"clip_order must be 'random' or 'sequential', got {clip_order!r}")
+        self.search = None if search is None else as_group(SearchCrop, search, "search")
         self.train_set: ClipDataset | SequentialClips | None = None
         self.val_set: ClipDataset | None = None
 
@@ -93,7 +99,7 @@ class TrackDataModule(pl.LightningDataModule):
         return ClipDataset(sequences, clip_len=self.hparams.clip_len, stride=1,
                            max_stride=self.hparams.max_stride, size=(s, s), samples_per_epoch=samples,
                            seed=seed, require_template_part=True, hard_share=hard_share,
-                           hard_radius=self.hparams.hard_radius)
+                           hard_radius=self.hparams.hard_radius, search=self.search)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None and stage in (None, "fit"):
