@@ -190,8 +190,9 @@ class ResNetBackbone(nn.Module):
         if stride != 8:
             raise ValueError(f"a ResNet backbone has stride 8 (stem + layer1 + layer2), got stride {stride}")
         spec = PRESETS[name]
-        resnet = ResNet(spec.block, spec.layers, spec.channels)
-        del resnet.layer3, resnet.layer4, resnet.avgpool  # not run: not in the state dict either
+        # layer3 / layer4 are built one block of width 1 (cheap) and dropped: not run, not in the state dict
+        resnet = ResNet(spec.block, (*spec.layers[:2], 1, 1), (*spec.channels[:2], 1, 1))
+        del resnet.layer3, resnet.layer4, resnet.avgpool
         if weights is not None:
             load_backbone_weights(resnet, weights, ignore_prefixes=self.UNUSED_PREFIXES)
         self.resnet = resnet
