@@ -114,22 +114,30 @@ def median_background(video_or_frames: str | Path | Iterable[np.ndarray], out_pa
     Raises:
         DataError: Unreadable source, no frames, or frames of different sizes (names the source).
     """
+    if max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1, got {max_frames}")
     name = str(video_or_frames) if isinstance(video_or_frames, str | Path) else "<frames>"
     if isinstance(video_or_frames, str | Path):
         from adaptrack.track.inference.run import iter_frames
 
-        frames = [f for _, f in iter_frames(video_or_frames)]
+        source: Iterable[np.ndarray] = (f for _, f in iter_frames(video_or_frames))
     else:
-        frames = [np.asarray(f) for f in video_or_frames]
-    if not frames:
+        source = video_or_frames
+    # every stride-th frame, the stride doubling whenever 2 * max_frames are kept: evenly spaced
+    # frames of a source of unknown length, never more than 2 * max_frames in memory
+    picked: list[np.ndarray] = []
+    stride = 1
+    for i, frame in enumerate(source):
+        if i % stride == 0:
+            picked.append(np.asarray(frame))
+            if len(picked) >= 2 * max_frames:
+                picked, stride = picked[::2], 2 * stride
+    if not picked:
         raise DataError("no frames to take the median of", name)
-    if max_frames < 1:
-        raise ValueError(f"max_frames must be >= 1, got {max_frames}")
-    picked = [frames[int(i)] for i in np.unique(np.linspace(0, len(frames) - 1, min(max_frames, len(frames))))]
+    picked = [picked[int(i)] for i in np.unique(np.linspace(0, len(picked) - 1, min(max_frames, len(picked))))]
     shapes = {f.shape for f in picked}
     if len(shapes) != 1 or picked[0].ndim != 3 or picked[0].shape[2] != 3:
         raise DataError(f"frames must all be (H, W, 3) of one size, got {sorted(shapes)}", name)
-    del frames
     stack = np.stack(picked)  # (N, H, W, 3) uint8
     out = np.empty(stack.shape[1:], np.uint8)
     rows = max(1, 2_000_000 // max(stack.shape[0] * stack.shape[2] * 3, 1))  # bounded float memory per chunk

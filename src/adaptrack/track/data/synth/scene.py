@@ -86,7 +86,7 @@ class SceneConfig:
     backgrounds: str | None = None
 
 
-REALISM: dict[str, object] = {"cloth_texture": 0.22, "soft_shading": 0.35, "person_blur": (0.35, 0.9),
+REALISM: dict[str, object] = {"cloth_texture": 0.12, "soft_shading": 0.35, "person_blur": (0.35, 0.9),
                               "motion_blur": 1.0, "blur_probability": 0.7, "blur_sigma": (0.5, 1.3),
                               "jpeg_quality": (40, 85)}
 """The knobs the ``realistic`` preset and ``--realism`` set: cloth grain, soft shading, blurred and
@@ -319,8 +319,12 @@ def _person_style(plan: ScenePlan, person: PlannedPerson, t: int, config: SceneC
     motion = (0.0, 0.0)
     if config.motion_blur > 0 and plan.n_frames > 1:
         a, b = max(t - 1, 0), min(t + 1, plan.n_frames - 1)  # central difference, one-sided at the ends
-        motion = (config.motion_blur * float(person.fx[b] - person.fx[a]) / (b - a),
-                  config.motion_blur * float(person.fy[b] - person.fy[a]) / (b - a))
+        dx, dy = float(person.fx[b] - person.fx[a]) / (b - a), float(person.fy[b] - person.fy[a]) / (b - a)
+        # a short exposure: the streak is at most a tenth of the person's height (swaying companions of
+        # short sequences move fast; longer streaks leave see-through ghosts)
+        cap = 0.1 * plan.apparent_height(person, t) / max(math.hypot(dx, dy) * config.motion_blur, 1e-6)
+        scale = config.motion_blur * min(1.0, cap)
+        motion = (scale * dx, scale * dy)
     return PersonStyle(cloth_texture=config.cloth_texture, shading=config.soft_shading,
                        blur_sigma=plan.person_blur.get(person.track_id, 0.0), motion=motion)
 
