@@ -224,3 +224,27 @@ def test_resnet18_models_export_to_onnx_and_agree(tmp_path: Path) -> None:
     diffs = export_models(part.eval(), subject.eval(), tmp_path, ["head"], input_size=64, atol=1e-4,
                           exporter=EXPORTER)
     assert max(diffs.values()) <= 1e-4
+
+
+def test_modules_pass_the_backbone_through_to_the_checkpoint(tmp_path: Path) -> None:
+    """``PartDetectorModule`` / ``TrackerModule``: backbone, weights and ``backbone_lr_mult`` arguments."""
+    from adaptrack.track.inference.checkpoints import load_part_detector
+    from adaptrack.track.train.module import PartDetectorModule, TrackerModule
+
+    weights = tmp_path / "r18.pth"
+    torch.save(_resnet_state("resnet18"), weights)
+    module = PartDetectorModule(channels=[8, 8, 12, 16], fine_maps=True, backbone="resnet18",
+                                backbone_weights=str(weights), backbone_lr_mult=0.1)
+    groups = module.configure_optimizers()["optimizer"].param_groups
+    assert [g["name"] for g in groups] == ["backbone", "heads"]
+    assert [g["initial_lr"] for g in groups] == pytest.approx([3e-4, 3e-3])  # before the warm-up factor
+    ckpt: dict = {"state_dict": module.state_dict()}
+    module.on_save_checkpoint(ckpt)
+    assert ckpt[META_KEY]["part_model"]["backbone"] == "resnet18"
+    torch.save(ckpt, tmp_path / "parts.ckpt")
+    part, _ = load_part_detector(tmp_path / "parts.ckpt")
+    assert torch.equal(part.backbone.resnet.conv1.weight, module.part_model.backbone.resnet.conv1.weight)
+    tracker = TrackerModule(str(tmp_path / "parts.ckpt"), channels=[8, 8, 12, 16], head_channels=16,
+                            backbone="resnet34")
+    assert tracker.subject_config["backbone"] == "resnet34" and tracker.subject_model.stride == part.stride
+    assert "backbone" not in PartDetectorModule().model_config  # the default meta is as before
