@@ -159,8 +159,9 @@ class ResNetBackbone(nn.Module):
     """System 1's :class:`~adaptrack.adapt.networks.ResNet` truncated at stride 8, with :class:`Backbone`'s contract.
 
     Stem (``conv1``, ``bn1``, max-pool; stride 4), ``layer1`` (stride 4, the fine features) and
-    ``layer2`` (stride 8); ``layer3`` / ``layer4`` are dropped (a dilated ``layer3`` at stride 8 would
-    cost about 4× the whole truncated network, see ``benchmarks/track_speed.py``). A 1×1 projection
+    ``layer2`` (stride 8); ``layer3`` / ``layer4`` are dropped: at 256×256 the truncated ResNet-18 is
+    1.29 GMACs, a ``layer3`` dilated to keep stride 8 would add 2.15 GMACs (2.7× the cost, for both
+    models every frame; see ``benchmarks/track_speed.py`` for the measured times). A 1×1 projection
     (conv, BN, ReLU) brings each output to the head widths of the mobile backbone, so the rest of the
     models is unchanged. The input is ImageNet-normalised inside (the models are fed [0, 1] RGB).
     The ResNet's parameter names are torchvision's under ``resnet.`` (e.g. ``resnet.layer1.0.conv1.weight``).
