@@ -428,22 +428,25 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
+def load_backbone_weights(backbone: nn.Module, path: str | Path,
+                          ignore_prefixes: tuple[str, ...] = IGNORED_WEIGHT_PREFIXES) -> None:
     """Fill ``backbone`` (e.g. :attr:`AdaptationNetwork.backbone`) from a weights file, strictly.
 
     Every parameter and buffer of ``backbone`` must be in the file and the file must hold nothing
-    else, except an ImageNet head (``fc.*``, ignored) and the BN ``num_batches_tracked`` counters
-    (absent from old torchvision files; kept at their current value).
+    else, except the entries under ``ignore_prefixes`` (default an ImageNet head, ``fc.*``) and the
+    BN ``num_batches_tracked`` counters (absent from old torchvision files; kept at their current value).
 
     Args:
         backbone: The module to fill (its names are torchvision's for the ResNets).
         path: ``.safetensors`` or ``.pth`` file (see :func:`read_state_dict`).
+        ignore_prefixes: Key prefixes of the file that are skipped (layers ``backbone`` does not
+            have, e.g. ``("fc.", "layer3.", "layer4.")`` for a ResNet truncated after ``layer2``).
 
     Raises:
         DataError: Unreadable file, missing or unexpected keys, or a tensor of the wrong shape; the
             message names the file and the keys.
     """
-    state = {k: v for k, v in read_state_dict(path).items() if not k.startswith(IGNORED_WEIGHT_PREFIXES)}
+    state = {k: v for k, v in read_state_dict(path).items() if not k.startswith(ignore_prefixes)}
     own = backbone.state_dict()
     missing = sorted(k for k in own if k not in state and not k.endswith("num_batches_tracked"))
     unexpected = sorted(k for k in state if k not in own)

@@ -9,6 +9,11 @@
 
 Both take images as float ``(B, 3, H, W)`` in ``[0, 1]``; H and W must be multiples of the stride.
 Maps are ``(B, ·, H / s, W / s)``; sizes and offsets are in map elements (see :mod:`geometry`).
+
+The feature extractor of both is chosen by ``backbone``: ``"mobile"`` (:class:`Backbone`, the default,
+trained from scratch) or ``"resnet18"`` / ``"resnet34"`` / ``"resnet50"`` (:class:`ResNetBackbone`:
+system 1's :class:`~adaptrack.adapt.networks.ResNet` truncated after ``layer2`` at stride 8, optionally
+filled from an ImageNet weights file ``backbone_weights``).
 """
 
 from __future__ import annotations
@@ -16,11 +21,27 @@ from __future__ import annotations
 import copy
 import itertools
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from adaptrack.adapt.networks import (
+    IGNORED_WEIGHT_PREFIXES,
+    PRESETS,
+    BasicBlock,
+    Bottleneck,
+    ResNet,
+    load_backbone_weights,
+)
+
+BackboneKind = Literal["mobile", "resnet18", "resnet34", "resnet50"]
+BACKBONES: tuple[str, ...] = ("mobile", "resnet18", "resnet34", "resnet50")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 PROB_EPS = 1e-4  # sigmoid outputs are clamped to [eps, 1 - eps] (CenterNet), so BCE stays finite
 
@@ -32,11 +53,19 @@ def _prob(logits: torch.Tensor) -> torch.Tensor:
 def fold_batch_norms(model: nn.Module) -> nn.Module:
     """An inference copy of ``model`` with every batch norm folded into the convolution before it.
 
-    Applies to ``Conv2d`` → ``BatchNorm2d`` pairs inside ``nn.Sequential`` containers (all of them in
-    these networks); the outputs are those of ``model.eval()`` up to float rounding, with fewer
-    kernels per frame. ``model`` itself is left untouched.
+    Applies to ``Conv2d`` → ``BatchNorm2d`` pairs inside ``nn.Sequential`` containers and to the
+    ``convN`` / ``bnN`` pairs of the ResNet stem and blocks (all of them in these networks); the
+    outputs are those of ``model.eval()`` up to float rounding, with fewer kernels per frame.
+    ``model`` itself is left untouched.
     """
     folded = copy.deepcopy(model).eval()
+    for m in folded.modules():
+        if isinstance(m, ResNet | BasicBlock | Bottleneck):
+            for i in (1, 2, 3):
+                conv, bn = getattr(m, f"conv{i}", None), getattr(m, f"bn{i}", None)
+                if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                    setattr(m, f"conv{i}", fuse_conv_bn_eval(conv, bn))
+                    setattr(m, f"bn{i}", nn.Identity())
     for seq in folded.modules():
         if not isinstance(seq, nn.Sequential):
             continue
@@ -122,6 +151,127 @@ class Backbone(nn.Module):
         return x, fine
 
 
+def _projection(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class ResNetBackbone(nn.Module):
+    """System 1's :class:`~adaptrack.adapt.networks.ResNet` truncated at stride 8, with :class:`Backbone`'s contract.
+
+    Stem (``conv1``, ``bn1``, max-pool; stride 4), ``layer1`` (stride 4, the fine features) and
+    ``layer2`` (stride 8); ``layer3`` / ``layer4`` are dropped: at 256×256 the truncated ResNet-18 is
+    1.29 GMACs, a ``layer3`` dilated to keep stride 8 would add 2.15 GMACs (2.7× the cost, for both
+    models every frame; see ``benchmarks/track_speed.py`` for the measured times). A 1×1 projection
+    (conv, BN, ReLU) brings each output to the head widths of the mobile backbone, so the rest of the
+    models is unchanged. The input is ImageNet-normalised inside (the models are fed [0, 1] RGB).
+    The ResNet's parameter names are torchvision's under ``resnet.`` (e.g. ``resnet.layer1.0.conv1.weight``).
+
+    Args:
+        name: ``resnet18``, ``resnet34`` or ``resnet50`` (system 1's presets,
+            :data:`~adaptrack.adapt.networks.PRESETS`).
+        out_channels: Width of the stride-8 output (the projection of ``layer2``).
+        fine_channels: Width of the stride-4 output (the projection of ``layer1``).
+        weights: ImageNet weights file (``.pth`` / ``.safetensors`` in torchvision naming, or a
+            ``torchvision:resnet18`` name) read by system 1's loader: strict on the stem, ``layer1`` and
+            ``layer2``; ``layer3``, ``layer4`` and ``fc`` entries are ignored. ``None``: random (torchvision's init).
+        stride: Output stride; only 8.
+
+    Raises:
+        ValueError: Unknown ``name`` or a stride other than 8.
+        DataError: The weights file is unreadable or does not fit (names the file and the keys).
+    """
+
+    UNUSED_PREFIXES = (*IGNORED_WEIGHT_PREFIXES, "layer3.", "layer4.")
+
+    def __init__(self, name: str, out_channels: int, fine_channels: int, weights: str | Path | None = None,
+                 stride: int = 8) -> None:
+        super().__init__()
+        if name not in BACKBONES or name == "mobile":
+            raise ValueError(f"unknown ResNet backbone {name!r}; choose one of {list(BACKBONES[1:])}")
+        if stride != 8:
+            raise ValueError(f"a ResNet backbone has stride 8 (stem + layer1 + layer2), got stride {stride}")
+        spec = PRESETS[name]
+        # layer3 / layer4 are built one block of width 1 (cheap) and dropped: not run, not in the state dict
+        resnet = ResNet(spec.block, (*spec.layers[:2], 1, 1), (*spec.channels[:2], 1, 1))
+        del resnet.layer3, resnet.layer4, resnet.avgpool
+        if weights is not None:
+            load_backbone_weights(resnet, weights, ignore_prefixes=self.UNUSED_PREFIXES)
+        self.resnet = resnet
+        expansion = 4 if spec.block == "bottleneck" else 1
+        self.fine_proj = _projection(spec.channels[0] * expansion, fine_channels)
+        self.proj = _projection(spec.channels[1] * expansion, out_channels)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.name = name
+        self.out_channels = out_channels
+        self.fine_channels = fine_channels
+        self.stride = stride
+
+    def _trunk(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r = self.resnet
+        x = (image - self.mean) / self.std  # (B, 3, H, W) ImageNet-normalised
+        x = r.maxpool(r.relu(r.bn1(r.conv1(x))))  # (B, 64, H/4, W/4)
+        fine = r.layer1(x)  # (B, 64·e, H/4, W/4)
+        return r.layer2(fine), fine  # (B, 128·e, H/8, W/8), (B, 64·e, H/4, W/4)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` in [0, 1] -> ``(B, C, H / 8, W / 8)``."""
+        return self.proj(self._trunk(image)[0])
+
+    def forward_pyramid(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features at stride 8 ``(B, C, H / 8, W / 8)`` and at 4 ``(B, C_fine, H / 4, W / 4)``."""
+        coarse, fine = self._trunk(image)
+        return self.proj(coarse), self.fine_proj(fine)
+
+
+def build_backbone(backbone: str, channels: Sequence[int], stride: int, dilations: Sequence[int],
+                   weights: str | Path | None = None) -> Backbone | ResNetBackbone:
+    """The feature extractor of :class:`PartDetector` / :class:`SubjectModel`.
+
+    Args:
+        backbone: ``mobile`` (:class:`Backbone`) or ``resnet18`` / ``resnet34`` / ``resnet50``
+            (:class:`ResNetBackbone`, stride 8, its widths those ``channels`` gives the mobile one).
+        channels: Mobile backbone channels per stage (for a ResNet: the output widths are the
+            mobile backbone's ``out_channels`` and ``fine_channels`` at the same ``stride``).
+        stride: Output stride.
+        dilations: Dilations of the mobile backbone's context blocks (unused by a ResNet).
+        weights: Weights file of a ResNet backbone; the mobile one has none.
+
+    Raises:
+        ValueError: Unknown ``backbone``, or ``weights`` for the mobile one.
+    """
+    if backbone not in BACKBONES:
+        raise ValueError(f"unknown backbone {backbone!r}; choose one of {list(BACKBONES)}")
+    if backbone == "mobile":
+        if weights is not None:
+            raise ValueError(f"backbone_weights {str(weights)!r} need a ResNet backbone (resnet18/34/50), "
+                             "the mobile backbone is trained from scratch")
+        return Backbone(channels, stride, dilations)
+    n_down = {4: 2, 8: 3, 16: 4}.get(stride, 3)
+    if len(channels) < n_down:
+        raise ValueError(f"stride {stride} needs at least {n_down} channel entries, got {list(channels)}")
+    return ResNetBackbone(backbone, channels[-1], channels[n_down - 2], weights, stride)
+
+
+def backbone_parameter_groups(model: nn.Module, lr: float, backbone_lr_mult: float = 1.0) -> list[dict]:
+    """Optimizer groups of a model with a ``backbone`` attribute, as system 1's ``backbone_lr_mult``.
+
+    One group of all parameters (the optimizer's ``lr``) when ``backbone_lr_mult`` is 1; otherwise the
+    backbone's parameters at ``lr × backbone_lr_mult`` (group ``backbone``), then the rest at ``lr`` (``heads``).
+
+    Raises:
+        ValueError: ``backbone_lr_mult`` is not > 0.
+    """
+    if not backbone_lr_mult > 0:
+        raise ValueError(f"backbone_lr_mult must be > 0, got {backbone_lr_mult}")
+    params = list(model.parameters())
+    if backbone_lr_mult == 1.0:
+        return [{"params": params}]
+    ids = {id(p) for p in model.backbone.parameters()}
+    return [{"params": [p for p in params if id(p) in ids], "lr": lr * backbone_lr_mult, "name": "backbone"},
+            {"params": [p for p in params if id(p) not in ids], "lr": lr, "name": "heads"}]
+
+
 class FineNeck(nn.Module):
     """Upsampling neck (FPN style): stride-s features, ×2 bilinear, plus the backbone's stride-s/2
     features, then a separable block; the maps come out at s / 2 (heads 8 px apart stay apart).
@@ -155,13 +305,17 @@ class PartDetector(nn.Module):
         stride: Backbone stride; the maps' stride s is this, or half of it with ``fine_maps``.
         dilations: Dilations of the backbone's context blocks.
         fine_maps: Maps at half the backbone stride, through a :class:`FineNeck`.
+        backbone: ``mobile`` (:class:`Backbone`) or ``resnet18`` / ``resnet34`` / ``resnet50``
+            (:class:`ResNetBackbone`, stride 8); see :func:`build_backbone`.
+        backbone_weights: ImageNet weights file of a ResNet backbone (``None``: random).
     """
 
     def __init__(self, num_parts: int = 1, channels: Sequence[int] = (16, 24, 32, 48), stride: int = 8,
-                 dilations: Sequence[int] = (2,), fine_maps: bool = False) -> None:
+                 dilations: Sequence[int] = (2,), fine_maps: bool = False, backbone: BackboneKind = "mobile",
+                 backbone_weights: str | Path | None = None) -> None:
         super().__init__()
         self.num_parts = num_parts
-        self.backbone = Backbone(channels, stride, dilations)
+        self.backbone = build_backbone(backbone, channels, stride, dilations, backbone_weights)
         c = self.backbone.out_channels
         self.neck = None
         if fine_maps:  # at 4x the elements, the neck and head work at the fine features' narrower width
@@ -223,19 +377,22 @@ class SubjectModel(nn.Module):
         fine_maps: Maps at half the backbone stride: correlation and head run at the backbone
             stride, a :class:`FineNeck` brings them to s / 2 for the output maps (the motion prior
             is then given at s / 2 and average-pooled for the correlation head).
+        backbone: ``mobile`` or ``resnet18`` / ``resnet34`` / ``resnet50``; see :func:`build_backbone`.
+        backbone_weights: ImageNet weights file of a ResNet backbone (``None``: random).
     """
 
     def __init__(self, num_parts: int = 1, channels: Sequence[int] = (16, 24, 32, 48), stride: int = 8,
                  dilations: Sequence[int] = (2,), head_channels: int = 48,
                  head_dilations: Sequence[int] = (1, 2, 4), kernel_size: Sequence[int] = (5, 3),
-                 context: float = 0.1, region_dilations: Sequence[int] = (), fine_maps: bool = False) -> None:
+                 context: float = 0.1, region_dilations: Sequence[int] = (), fine_maps: bool = False,
+                 backbone: BackboneKind = "mobile", backbone_weights: str | Path | None = None) -> None:
         super().__init__()
         if any(k % 2 == 0 for k in kernel_size):
             raise ValueError(f"kernel_size entries must be odd, got {list(kernel_size)}")
         self.num_parts = num_parts
         self.kernel_size = (int(kernel_size[0]), int(kernel_size[1]))
         self.context = context
-        self.backbone = Backbone(channels, stride, dilations)
+        self.backbone = build_backbone(backbone, channels, stride, dilations, backbone_weights)
         c = self.backbone.out_channels
         self.template_proj = nn.Conv2d(c, c, 1)
         self.gate = nn.Linear(c, c)

@@ -2,7 +2,9 @@
 
 Both LightningModules write a ``"adaptrack_track"`` entry into their checkpoints:
 ``{"kind": "parts" | "tracker", "parts": [...], "part_model": {...}, "subject_model": {...},
-"tracker": {...}}`` with the constructor arguments of :class:`PartDetector` / :class:`SubjectModel`.
+"tracker": {...}}`` with the constructor arguments of :class:`PartDetector` / :class:`SubjectModel`
+(a ``"backbone"`` entry names a ResNet backbone; the mobile one, the default, is not recorded; the
+weights of a pretrained backbone are in the state dict, so a ``backbone_weights`` file is never re-read).
 Their state dicts live under the ``part_model.`` and ``subject_model.`` prefixes. Checkpoints are
 read with ``torch.load(weights_only=True)``.
 """
@@ -39,6 +41,19 @@ def _sub_state(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.T
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
+def _build(cls: type[PartDetector] | type[SubjectModel], config: dict[str, Any], state: dict[str, torch.Tensor],
+           prefix: str, path: str | Path) -> Any:
+    """``cls(**config)`` filled from ``state``'s ``prefix`` entries (its backbone included, so the
+    recorded ``backbone_weights`` file, which may be gone, is not read)."""
+    model = cls(**{**config, "backbone_weights": None})
+    try:
+        model.load_state_dict(_sub_state(state, prefix))
+    except RuntimeError as exc:  # missing / unexpected keys or shapes: the meta does not match the weights
+        raise DataError(f"the {prefix[:-1]} weights do not fit its recorded architecture "
+                        f"({config}): {exc}", path) from exc
+    return model
+
+
 def load_part_detector(path: str | Path) -> tuple[PartDetector, dict[str, Any]]:
     """The part detector (first model) of a ``fit-parts`` or ``fit`` checkpoint, in eval mode.
 
@@ -46,8 +61,7 @@ def load_part_detector(path: str | Path) -> tuple[PartDetector, dict[str, Any]]:
         The model and the checkpoint's meta entry.
     """
     meta, state = read_meta(path)
-    model = PartDetector(**meta["part_model"])
-    model.load_state_dict(_sub_state(state, "part_model."))
+    model = _build(PartDetector, meta["part_model"], state, "part_model.", path)
     return model.eval(), meta
 
 
@@ -61,8 +75,6 @@ def load_models(path: str | Path) -> tuple[PartDetector, SubjectModel, dict[str,
     if meta.get("kind") != "tracker":
         raise DataError("this is a part-detector checkpoint; the tracker needs one written by "
                         "`adaptrack track fit`", path)
-    part = PartDetector(**meta["part_model"])
-    part.load_state_dict(_sub_state(state, "part_model."))
-    subject = SubjectModel(**meta["subject_model"])
-    subject.load_state_dict(_sub_state(state, "subject_model."))
+    part = _build(PartDetector, meta["part_model"], state, "part_model.", path)
+    subject = _build(SubjectModel, meta["subject_model"], state, "subject_model.", path)
     return part.eval(), subject.eval(), meta

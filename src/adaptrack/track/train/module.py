@@ -32,7 +32,7 @@ from adaptrack.track.geometry import (
 )
 from adaptrack.track.inference.checkpoints import META_KEY, load_part_detector, read_meta
 from adaptrack.track.inference.decoder import TrackerSettings, decode_parts, decode_subject, prior_maps
-from adaptrack.track.models import PartDetector, SubjectModel
+from adaptrack.track.models import BackboneKind, PartDetector, SubjectModel, backbone_parameter_groups
 from adaptrack.track.train.batch import augment
 from adaptrack.track.train.losses import focal_loss, hard_negative_weights, map_bce, masked_l1
 from adaptrack.track.train.temporal import RegionMapBuffer
@@ -88,19 +88,28 @@ class PartDetectorModule(pl.LightningModule):
             convolutional); ``None`` trains on full frames.
         fine_maps: Maps at half the backbone stride through an upsampling neck (stride 8 -> 4), so
             heads a few pixels apart get separate peaks; the tracker's maps follow.
+        backbone: ``mobile`` or ``resnet18`` / ``resnet34`` / ``resnet50`` (stride 8), see
+            :func:`~adaptrack.track.models.build_backbone`.
+        backbone_weights: ImageNet weights file of a ResNet backbone (``None``: random).
+        backbone_lr_mult: The backbone's learning rate is ``lr × backbone_lr_mult`` (e.g. 0.1 for
+            pretrained weights).
     """
 
     def __init__(self, parts: list[str] | None = None, channels: list[int] | None = None, stride: int = 8,
                  dilations: list[int] | None = None, lr: float = 3e-3, weight_decay: float = 1e-4,
                  warmup_steps: int = 50, size_weight: float = 0.1, offset_weight: float = 1.0,
                  sigma_scale: float = 0.15, min_sigma: float = 0.6, flip_prob: float = 0.5,
-                 crop_size: int | None = 128, fine_maps: bool = False) -> None:
+                 crop_size: int | None = 128, fine_maps: bool = False, backbone: BackboneKind = "mobile",
+                 backbone_weights: str | None = None, backbone_lr_mult: float = 1.0) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.parts = list(parts or ["head"])
         self.model_config = {"num_parts": len(self.parts), "channels": list(channels or [16, 24, 32, 48]),
                              "stride": stride, "dilations": list(dilations or [2]), "fine_maps": fine_maps}
-        self.part_model = PartDetector(**self.model_config).to(memory_format=CHANNELS_LAST)
+        if backbone != "mobile":
+            self.model_config["backbone"] = backbone
+        self.part_model = PartDetector(**self.model_config, backbone_weights=backbone_weights
+                                       ).to(memory_format=CHANNELS_LAST)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """See :meth:`PartDetector.forward`."""
@@ -138,7 +147,8 @@ class PartDetectorModule(pl.LightningModule):
         self.log("val/loss", losses["loss"], prog_bar=True, batch_size=bs, sync_dist=True)
 
     def configure_optimizers(self) -> Any:
-        return _adamw_cosine(self, self.part_model.parameters())
+        return _adamw_cosine(self, backbone_parameter_groups(self.part_model, self.hparams.lr,
+                                                             self.hparams.backbone_lr_mult))
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         check_finite_gradients(self.part_model.named_parameters(), self.global_step)
@@ -208,6 +218,9 @@ class TrackerModule(pl.LightningModule):
         search: The data module's search-region crops (linked from ``data.search``): the tracker then
             cuts its frames the same way (``tracker.search_factor`` is set from it; a different
             non-zero one is refused). The region-map store needs the full-frame mode.
+        backbone: Second model's backbone, ``mobile`` or ``resnet18`` / ``resnet34`` / ``resnet50``.
+        backbone_weights: ImageNet weights file of a ResNet backbone (``None``: random).
+        backbone_lr_mult: The backbone's learning rate is ``lr × backbone_lr_mult``.
     """
 
     def __init__(self, part_checkpoint: str, parts: list[str] | None = None,
@@ -223,7 +236,8 @@ class TrackerModule(pl.LightningModule):
                  self_prior_prob: float = 0.0, distractor_prior_prob: float = 0.0,
                  tracker: TrackerSettings = TrackerSettings(), input_size: int = 256,
                  clip_order: Literal["random", "sequential"] = "random", init_checkpoint: str | None = None,
-                 search: SearchCrop | None = None) -> None:
+                 search: SearchCrop | None = None, backbone: BackboneKind = "mobile",
+                 backbone_weights: str | None = None, backbone_lr_mult: float = 1.0) -> None:
         super().__init__()
         self.save_hyperparameters()
         # validated here, so a bad YAML value fails before training rather than at inference
@@ -253,7 +267,10 @@ class TrackerModule(pl.LightningModule):
             "kernel_size": list(kernel_size or [5, 3]), "context": context}
         if region_dilations:
             self.subject_config["region_dilations"] = list(region_dilations)
-        self.subject_model = SubjectModel(**self.subject_config).to(memory_format=CHANNELS_LAST)
+        if backbone != "mobile":
+            self.subject_config["backbone"] = backbone
+        self.subject_model = SubjectModel(**self.subject_config, backbone_weights=backbone_weights
+                                          ).to(memory_format=CHANNELS_LAST)
         if init_checkpoint:
             self._init_from(init_checkpoint)
         if not 0 <= distractor_prior_prob <= 1:
@@ -563,7 +580,8 @@ class TrackerModule(pl.LightningModule):
         return hit.sum() / n, wrong.sum() / n
 
     def configure_optimizers(self) -> Any:
-        return _adamw_cosine(self, self.subject_model.parameters())
+        return _adamw_cosine(self, backbone_parameter_groups(self.subject_model, self.hparams.lr,
+                                                             self.hparams.backbone_lr_mult))
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         check_finite_gradients(self.subject_model.named_parameters(), self.global_step)

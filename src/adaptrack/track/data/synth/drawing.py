@@ -99,6 +99,92 @@ def shade(xx: np.ndarray, cx: float, half_width: float, strength: float = 0.3) -
     return (1.0 - strength * d * d).astype(np.float32)[..., None]
 
 
+def fabric(u: np.ndarray, v: np.ndarray, noise_tile: np.ndarray, strength: float,
+           period: float = 0.05) -> np.ndarray:
+    """Fine cloth grain: a weave of threads plus value noise, in body coordinates (moves with the body).
+
+    Args:
+        u: Horizontal body coordinate (see :func:`texture`), ``(h, w)``.
+        v: Vertical body coordinate, ``(h, w)``.
+        noise_tile: ``(n, n)`` values in [-1, 1].
+        strength: Amplitude of the brightness modulation (0 = none).
+        period: Grain size in body units.
+
+    Returns:
+        ``(h, w, 1)`` float32 multipliers around 1.
+    """
+    n = noise_tile.shape[0]
+    grain = noise_tile[np.floor(v / period).astype(np.int64) % n, np.floor(u / period).astype(np.int64) % n]
+    weave = np.sin(u * (np.pi / period)) * np.sin(v * (np.pi / period))  # (h, w) threads crossing
+    return (1.0 + strength * (0.6 * grain + 0.4 * weave)).astype(np.float32)[..., None]
+
+
+def vertical_shade(yy: np.ndarray, top: float, bottom: float, strength: float) -> np.ndarray:
+    """Light from above: ``1 + strength / 2`` at row ``top`` falling to ``1 - strength / 2`` at ``bottom``.
+
+    Returns:
+        ``(h, w, 1)`` float32 multipliers.
+    """
+    frac = np.clip((yy - top) / max(bottom - top, 1e-6), 0.0, 1.0)
+    return (1.0 + strength * (0.5 - frac)).astype(np.float32)[..., None]
+
+
+def line_kernel(dx: float, dy: float) -> np.ndarray:
+    """Normalised 2-D kernel of a motion-blur streak ``(dx, dy)`` pixels long (odd square side)."""
+    length = float(np.hypot(dx, dy))
+    half = int(np.ceil(length / 2))
+    kernel = np.zeros((2 * half + 1, 2 * half + 1), np.float32)
+    for t in np.linspace(-0.5, 0.5, max(2, int(np.ceil(length)) * 2 + 1)):
+        kernel[round(half + float(t) * dy), round(half + float(t) * dx)] += 1.0
+    return kernel / kernel.sum()
+
+
+def soften(canvas: np.ndarray, cover: np.ndarray, sigma: float, motion: tuple[float, float] = (0.0, 0.0),
+           ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Gaussian and motion blur of a painted person, edges included (premultiplied alpha).
+
+    Args:
+        canvas: ``(h, w, 3)`` float32 colours.
+        cover: ``(h, w)`` bool painted pixels.
+        sigma: Gaussian blur radius in pixels (0 = none).
+        motion: Motion-blur streak ``(dx, dy)`` in pixels.
+
+    Returns:
+        ``(h + 2m, w + 2m, 3)`` colours, ``(h + 2m, w + 2m)`` alpha in [0, 1] and the margin ``m``
+        the blur spreads beyond the canvas.
+    """
+    from scipy import ndimage
+
+    kernel = line_kernel(*motion) if np.hypot(*motion) >= 1.0 else None
+    margin = int(np.ceil(3 * sigma)) + (kernel.shape[0] // 2 if kernel is not None else 0)
+    pad = ((margin, margin), (margin, margin))
+    alpha = np.pad(cover.astype(np.float32), pad)  # (h', w')
+    premult = np.pad(canvas * cover[..., None], (*pad, (0, 0)))  # (h', w', 3)
+    layers = [premult[..., c] for c in range(3)] + [alpha]
+    out = []
+    for layer in layers:
+        if sigma > 0:
+            layer = ndimage.gaussian_filter(layer, sigma, mode="constant")
+        if kernel is not None:
+            layer = ndimage.convolve(layer, kernel, mode="constant")
+        out.append(layer)
+    alpha = np.clip(out[3], 0.0, 1.0)
+    colours = np.stack(out[:3], axis=-1) / np.maximum(out[3], 1e-6)[..., None]  # (h', w', 3) un-premultiplied
+    return colours.astype(np.float32), alpha.astype(np.float32), margin
+
+
+def blend(image: np.ndarray, top_left: tuple[int, int], colours: np.ndarray, alpha: np.ndarray) -> None:
+    """Alpha-blend ``colours (h, w, 3)`` over ``image (H, W, 3)`` at ``(y, x)``, clipped to the image."""
+    H, W = image.shape[:2]
+    y, x = top_left
+    y0, x0, y1, x1 = max(y, 0), max(x, 0), min(y + alpha.shape[0], H), min(x + alpha.shape[1], W)
+    if y1 <= y0 or x1 <= x0:
+        return
+    a = alpha[y0 - y:y1 - y, x0 - x:x1 - x, None]  # (h, w, 1)
+    region = image[y0:y1, x0:x1]
+    region += a * (colours[y0 - y:y1 - y, x0 - x:x1 - x] - region)
+
+
 def paint(canvas: np.ndarray, cover: np.ndarray, mask: np.ndarray, colour: np.ndarray) -> None:
     """Paint ``colour`` where ``mask`` is set on a person's own canvas (later paint wins).
 

@@ -17,14 +17,18 @@ import numpy as np
 from adaptrack.track.data.geometry import Box, clip_box
 from adaptrack.track.data.synth.drawing import (
     TEXTURES,
+    blend,
     capsule_mask,
     composite,
     ellipse_mask,
+    fabric,
     grid,
     paint,
     shade,
+    soften,
     texture,
     trapezoid_mask,
+    vertical_shade,
 )
 
 SKIN_TONES = np.array([(255, 224, 196), (241, 194, 125), (224, 172, 105), (198, 134, 66), (141, 85, 36),
@@ -267,8 +271,31 @@ class _Patch:
         self.draw(bounds, lambda yy, xx: capsule_mask(yy, xx, a, b, r), colour)
 
 
+@dataclass(frozen=True)
+class PersonStyle:
+    """Less cartoon-like rendering of one person in one frame (all 0: the plain flat drawing).
+
+    Attributes:
+        cloth_texture: Amplitude of the fine cloth grain (:func:`drawing.fabric`) on every garment.
+        shading: Strength of the light from above (:func:`drawing.vertical_shade`) over the body,
+            and of the cylinder shading of the sleeves.
+        blur_sigma: Gaussian blur of the person, edges included, in pixels.
+        motion: Motion-blur streak ``(dx, dy)`` in pixels.
+    """
+
+    cloth_texture: float = 0.0
+    shading: float = 0.0
+    blur_sigma: float = 0.0
+    motion: tuple[float, float] = (0.0, 0.0)
+
+    @property
+    def plain(self) -> bool:
+        """Whether nothing of the style applies."""
+        return self == PersonStyle()
+
+
 def render_person(image: np.ndarray, owner: np.ndarray, layout: BodyLayout, look: Appearance,
-                  owner_id: int) -> HeadPixels:
+                  owner_id: int, style: PersonStyle | None = None) -> HeadPixels:
     """Paint one person over ``image`` (everything drawn earlier is behind it).
 
     Args:
@@ -277,6 +304,8 @@ def render_person(image: np.ndarray, owner: np.ndarray, layout: BodyLayout, look
         layout: From :func:`layout_person`.
         look: The person's appearance.
         owner_id: Id recorded in ``owner``.
+        style: Textures, shading and blur (:class:`PersonStyle`); ``None``: the plain drawing. The
+            owner map (what the annotations see) is the unblurred shape either way.
 
     Returns:
         The head's pixels (empty when the head is outside the image).
@@ -288,12 +317,29 @@ def render_person(image: np.ndarray, owner: np.ndarray, layout: BodyLayout, look
         return HeadPixels((y0, y0, x0, x0), np.zeros((0, 0), bool))
     patch = _Patch((y0, y1, x0, x1))
     top, bottom, tcx, sw, hw = layout.torso
+    style = style or PersonStyle()
+    box_top, box_bottom = layout.box[1], layout.box[1] + layout.box[3]
+
+    def finish(colour: Colour, garment: bool = True) -> Colour:
+        """``colour`` with the style's cloth grain (garments) and light from above; as is when plain."""
+        if style.cloth_texture == 0 and style.shading == 0:
+            return colour
+
+        def styled(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+            base = colour(yy, xx) if callable(colour) else colour  # (h, w, 3) or (3,)
+            factor = vertical_shade(yy, box_top, box_bottom, style.shading)  # (h, w, 1)
+            if garment and style.cloth_texture > 0:
+                factor = factor * fabric((xx - (tcx - sw)) / (2 * sw), (yy - top) / (2 * sw), look.noise_tile,
+                                         style.cloth_texture)
+            return base * factor  # (h, w, 3)
+
+        return styled
 
     for _, a, b, r in layout.limbs[:2]:
         mid = (a[0] + b[0]) / 2
-        patch.capsule(a, b, r, lambda yy, xx, mid=mid, r=r: look.trousers * shade(xx, mid, r * 2))
+        patch.capsule(a, b, r, finish(lambda yy, xx, mid=mid, r=r: look.trousers * shade(xx, mid, r * 2)))
     for scx, scy, srx, sry in layout.shoes:
-        patch.ellipse(scx, scy, srx, sry, look.shoes)
+        patch.ellipse(scx, scy, srx, sry, finish(look.shoes, garment=False))
 
     def cloth(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
         u, v = (xx - (tcx - sw)) / (2 * sw), (yy - top) / (2 * sw)
@@ -303,11 +349,16 @@ def render_person(image: np.ndarray, owner: np.ndarray, layout: BodyLayout, look
 
     half = max(sw, hw)
     patch.draw((tcx - half, top, tcx + half, bottom),
-               lambda yy, xx: trapezoid_mask(yy, xx, top, bottom, tcx, sw, hw), cloth)
+               lambda yy, xx: trapezoid_mask(yy, xx, top, bottom, tcx, sw, hw), finish(cloth))
     for _, a, b, r in layout.limbs[2:]:
-        patch.capsule(a, b, r, look.shirt * 0.85)
+        if style.shading > 0:  # round sleeves, as the trousers already are
+            mid = (a[0] + b[0]) / 2
+            sleeve: Colour = lambda yy, xx, mid=mid, r=r: look.shirt * 0.85 * shade(xx, mid, r * 2)  # noqa: E731
+        else:
+            sleeve = look.shirt * 0.85
+        patch.capsule(a, b, r, finish(sleeve))
     for (hx, hy), r in layout.hands:
-        patch.ellipse(hx, hy, r, r, look.skin * 0.95)
+        patch.ellipse(hx, hy, r, r, finish(look.skin * 0.95, garment=False))
 
     cx, cy, rx, ry = layout.head
     patch.capsule((cx, cy + 0.8 * ry), (tcx, top + 0.02 * (bottom - top)), 0.45 * rx, look.skin * 0.85)
@@ -323,5 +374,10 @@ def render_person(image: np.ndarray, owner: np.ndarray, layout: BodyLayout, look
         for side in (-1, 1):
             patch.ellipse(cx + side * 0.35 * rx + 0.25 * rx * gaze, cy + 0.08 * ry, 0.12 * rx, 0.12 * rx,
                           EYE_COLOUR)
-    composite(image, owner, patch.region, patch.canvas, patch.cover, owner_id)
+    if style.blur_sigma > 0 or np.hypot(*style.motion) >= 1.0:
+        colours, alpha, margin = soften(patch.canvas, patch.cover, style.blur_sigma, style.motion)
+        blend(image, (y0 - margin, x0 - margin), colours, alpha)
+        np.copyto(owner[y0:y1, x0:x1], np.int16(owner_id), where=patch.cover)
+    else:
+        composite(image, owner, patch.region, patch.canvas, patch.cover, owner_id)
     return HeadPixels(patch.region, patch.head)

@@ -11,7 +11,7 @@ and they are drawn later (in front).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from adaptrack.track.data.synth.backgrounds import PanningBackground, sample_bac
 from adaptrack.track.data.synth.drawing import camera_effects, noise_bank
 from adaptrack.track.data.synth.people import (
     Appearance,
+    PersonStyle,
     Pose,
     layout_person,
     lookalike,
@@ -50,6 +51,19 @@ class SceneConfig:
         brightness_jitter: Per-frame step of the brightness random walk.
         min_head_visible: Head annotated only when at least this share of its pixels is unoccluded.
         min_person_inside: Person annotated only when this share of its box is inside the frame.
+        cloth_texture: Amplitude of a fine cloth grain on every garment (0 = flat colours).
+        soft_shading: Strength of the light from above over each person and of round sleeves (0 = none).
+        person_blur: Range of a per-person Gaussian blur in pixels, edges included (soft silhouettes
+            instead of cut-out ones); ``(0, 0)`` = sharp.
+        motion_blur: Motion-blur streak of each person, in frames of its motion (1 = the distance it
+            moves in one frame); 0 = none.
+        backgrounds: Folder of the user's own photos to cut backgrounds from (e.g. street scenes, or
+            :func:`~adaptrack.track.data.synth.backgrounds.median_background` of a video of the camera);
+            ``None``: the photos bundled with scikit-image.
+
+    The global camera blur (``blur_probability``, ``blur_sigma``) and the JPEG artefacts
+    (``jpeg_quality``) were there before; the ``realistic`` preset turns everything up. With the new
+    knobs at their defaults the output is bit-identical to the generator without them.
     """
 
     n_people: tuple[int, int] = (2, 5)
@@ -65,11 +79,26 @@ class SceneConfig:
     brightness_jitter: float = 0.03
     min_head_visible: float = 0.5
     min_person_inside: float = 0.4
+    cloth_texture: float = 0.0
+    soft_shading: float = 0.0
+    person_blur: tuple[float, float] = (0.0, 0.0)
+    motion_blur: float = 0.0
+    backgrounds: str | None = None
 
+
+REALISM: dict[str, object] = {"cloth_texture": 0.12, "soft_shading": 0.35, "person_blur": (0.35, 0.9),
+                              "motion_blur": 1.0, "blur_probability": 0.7, "blur_sigma": (0.5, 1.3),
+                              "jpeg_quality": (40, 85)}
+"""The knobs the ``realistic`` preset and ``--realism`` set: cloth grain, soft shading, blurred and
+motion-blurred people, more camera blur and stronger JPEG artefacts."""
+
+NEW_KNOBS = ("cloth_texture", "soft_shading", "person_blur", "motion_blur", "backgrounds")
+"""Knobs added after the first datasets; written into a sequence's JSON only when not at their default."""
 
 PRESETS: dict[str, SceneConfig] = {
     "default": SceneConfig(),
     "crowded": SceneConfig(n_people=(4, 6), closeness=0.5, lookalike=0.5, companions=(1, 2)),
+    "realistic": replace(SceneConfig(), **REALISM),  # type: ignore[arg-type]
 }
 """Named configurations. Measured share of target frames with another head inside the target's box
 (:func:`geometry.head_in_box`): about 0.25 for ``default`` (walkers crossing only) and 0.75 for
@@ -119,6 +148,7 @@ class ScenePlan:
         brightness: ``(T,)`` per-frame gain.
         noise: Sensor noise bank (:func:`drawing.noise_bank`).
         noise_offsets: ``(T, 2)`` per-frame window offsets into ``noise``.
+        person_blur: Gaussian blur per person (by track id) in pixels; empty: none.
     """
 
     width: int
@@ -134,6 +164,7 @@ class ScenePlan:
     brightness: np.ndarray
     noise: np.ndarray
     noise_offsets: np.ndarray
+    person_blur: dict[int, float] = field(default_factory=dict)
 
     def apparent_height(self, person: PlannedPerson, t: int) -> float:
         """Apparent height in pixels of ``person`` in frame ``t``."""
@@ -263,21 +294,39 @@ def plan_scene(rng: np.random.Generator, config: SceneConfig, n_frames: int, wid
         people.append(PlannedPerson(track, role, look, copy, fx, fy,
                                     _walk_phase(rng, np.abs(vxs)), _facing(vxs)))
 
-    background = sample_background(rng, width, height, n_frames)
+    background = sample_background(rng, width, height, n_frames, folder=config.backgrounds)
     blur = rng.uniform(*config.blur_sigma) if rng.uniform() < config.blur_probability else 0.0
     steps = rng.normal(0, config.brightness_jitter, size=T)
     noise_sigma = float(rng.uniform(*config.noise_sigma))
     brightness = np.clip(rng.uniform(0.85, 1.15) + np.cumsum(steps) - steps[0], 0.7, 1.3)
-    return ScenePlan(width=width, height=height, n_frames=n_frames, horizon_y=float(horizon_y),
+    plan = ScenePlan(width=width, height=height, n_frames=n_frames, horizon_y=float(horizon_y),
                      gain=float(gain), people=people, background=background,
                      noise_sigma=noise_sigma, blur_sigma=float(blur),
                      jpeg_quality=int(rng.integers(config.jpeg_quality[0], config.jpeg_quality[1] + 1)),
                      brightness=brightness, noise=noise_bank(rng, width, height, noise_sigma),
                      noise_offsets=np.stack([rng.integers(0, height, T), rng.integers(0, width, T)], axis=1))
+    if config.person_blur[1] > 0:  # drawn last, so the plan of the other knobs stays that of the plain generator
+        plan.person_blur = {p.track_id: float(rng.uniform(*config.person_blur)) for p in people}
+    return plan
 
 
 def _with_height(look: Appearance, height_factor: float) -> Appearance:
     return replace(look, height_factor=float(height_factor))
+
+
+def _person_style(plan: ScenePlan, person: PlannedPerson, t: int, config: SceneConfig) -> PersonStyle:
+    """The realism knobs for ``person`` in frame ``t`` (motion from its planned feet positions)."""
+    motion = (0.0, 0.0)
+    if config.motion_blur > 0 and plan.n_frames > 1:
+        a, b = max(t - 1, 0), min(t + 1, plan.n_frames - 1)  # central difference, one-sided at the ends
+        dx, dy = float(person.fx[b] - person.fx[a]) / (b - a), float(person.fy[b] - person.fy[a]) / (b - a)
+        # a short exposure: the streak is at most a tenth of the person's height (swaying companions of
+        # short sequences move fast; longer streaks leave see-through ghosts)
+        cap = 0.1 * plan.apparent_height(person, t) / max(math.hypot(dx, dy) * config.motion_blur, 1e-6)
+        scale = config.motion_blur * min(1.0, cap)
+        motion = (scale * dx, scale * dy)
+    return PersonStyle(cloth_texture=config.cloth_texture, shading=config.soft_shading,
+                       blur_sigma=plan.person_blur.get(person.track_id, 0.0), motion=motion)
 
 
 def render_frame(plan: ScenePlan, t: int, config: SceneConfig) -> RenderedFrame:
@@ -293,6 +342,7 @@ def render_frame(plan: ScenePlan, t: int, config: SceneConfig) -> RenderedFrame:
     """
     W, H = plan.width, plan.height
     image = plan.background.frame(t, W, H)  # (H, W, 3) float32
+    styled = config.cloth_texture > 0 or config.soft_shading > 0 or config.motion_blur > 0 or bool(plan.person_blur)
     owner = np.full((H, W), -1, dtype=np.int16)
     order = sorted(plan.people, key=lambda p: (float(p.fy[t]), p.track_id))
     drawn = []
@@ -302,7 +352,8 @@ def render_frame(plan: ScenePlan, t: int, config: SceneConfig) -> RenderedFrame:
         layout = layout_person(pose, person.look)
         if inside_fraction(layout.box, W, H) <= 0:
             continue
-        drawn.append((person, layout, render_person(image, owner, layout, person.look, person.track_id)))
+        style = _person_style(plan, person, t, config) if styled else None
+        drawn.append((person, layout, render_person(image, owner, layout, person.look, person.track_id, style)))
 
     records = []
     for person, layout, head in drawn:

@@ -33,9 +33,12 @@ from adaptrack.track.data.posetrack import (
     POSETRACK_KEYPOINTS,
     POSETRACK_SKELETON,
 )
+from adaptrack.track.data.synth.backgrounds import background_files
 from adaptrack.track.data.synth.drawing import encode_jpeg
 from adaptrack.track.data.synth.scene import (
+    NEW_KNOBS,
     PRESETS,
+    REALISM,
     TARGET_TRACK,
     RenderedFrame,
     SceneConfig,
@@ -124,15 +127,31 @@ class _Stats:
 
 
 def scene_config(preset: str, n_people: tuple[int, int] | None = None, closeness: float | None = None,
-                 lookalike: float | None = None) -> SceneConfig:
+                 lookalike: float | None = None, backgrounds: str | Path | None = None,
+                 realism: bool = False) -> SceneConfig:
     """A preset with optional overrides of the main knobs.
+
+    Args:
+        preset: A name of :data:`~adaptrack.track.data.synth.scene.PRESETS`.
+        n_people: ``(min, max)`` people per sequence, target included.
+        closeness: How near walkers pass the target (0–1).
+        lookalike: Probability that a person dresses like the target (0–1).
+        backgrounds: Folder of photos to cut backgrounds from (checked here).
+        realism: Turn on the :data:`~adaptrack.track.data.synth.scene.REALISM` knobs over ``preset``
+            (e.g. a realistic ``crowded``).
 
     Raises:
         ValueError: Unknown preset or out-of-range knob.
+        DataError: The background folder is missing or holds no photo (names the folder).
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     config = PRESETS[preset]
+    if realism:
+        config = replace(config, **REALISM)  # type: ignore[arg-type]
+    if backgrounds is not None:
+        background_files(str(backgrounds))  # fail before any sequence is drawn
+        config = replace(config, backgrounds=str(backgrounds))
     if n_people is not None:
         if not 1 <= n_people[0] <= n_people[1]:
             raise ValueError(f"n_people must satisfy 1 <= min <= max, got {n_people}")
@@ -202,11 +221,18 @@ def _write_sequence(staging: Path, split: str, index: int, seed: int, preset: st
     stats.scale_changes += max(target_heights) / min(target_heights) if target_heights else 1.0
     meta = {"generator": "adaptrack.track.data.synth", "preset": preset, "seed": seed,
             "sequence_index": index, "target_track": TARGET_TRACK, "background": plan.background.name,
-            "crowded_frames": crowded, "config": _jsonable(asdict(config))}
+            "crowded_frames": crowded, "config": _config_meta(config)}
     data = _posetrack_json(name, index, split, frames, width, height, meta, lookalikes)
     path = staging / "annotations" / split / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
+
+
+def _config_meta(config: SceneConfig) -> dict[str, Any]:
+    """The config as JSON, without the later knobs left at their default (older datasets stay byte-identical)."""
+    default = SceneConfig()
+    return {k: v for k, v in _jsonable(asdict(config)).items()
+            if k not in NEW_KNOBS or getattr(config, k) != getattr(default, k)}
 
 
 def _jsonable(value: Any) -> Any:
@@ -220,7 +246,8 @@ def _jsonable(value: Any) -> Any:
 def generate_dataset(out_dir: str | Path, n_sequences: int, n_frames: int, preset: str = "default",
                      seed: int = 0, width: int = 256, height: int = 256, split: str = "train",
                      n_people: tuple[int, int] | None = None, closeness: float | None = None,
-                     lookalike: float | None = None, overwrite: bool = False) -> GenerationReport:
+                     lookalike: float | None = None, overwrite: bool = False,
+                     backgrounds: str | Path | None = None, realism: bool = False) -> GenerationReport:
     """Write a synthetic PoseTrack18-format dataset split; deterministic by ``seed``.
 
     Sequence ``i`` draws everything from ``numpy.random.default_rng([seed, i])``, so the same seed
@@ -231,7 +258,7 @@ def generate_dataset(out_dir: str | Path, n_sequences: int, n_frames: int, prese
         out_dir: Dataset root (created if needed).
         n_sequences: Number of sequences.
         n_frames: Frames per sequence (1–9999).
-        preset: ``"default"`` or ``"crowded"``.
+        preset: ``"default"``, ``"crowded"`` or ``"realistic"``.
         seed: Base seed; use seeds never used in training for held-out sets.
         width: Frame width (≥ 32).
         height: Frame height (≥ 32).
@@ -240,11 +267,16 @@ def generate_dataset(out_dir: str | Path, n_sequences: int, n_frames: int, prese
         closeness: Override how near walkers pass the target (0–1).
         lookalike: Override the probability that a person dresses like the target (0–1).
         overwrite: Replace an existing split; otherwise an existing split is an error.
+        backgrounds: Folder of photos to cut the backgrounds from (random crops, resized and
+            panned); deterministic for the same folder content.
+        realism: Cloth grain, soft shading, blurred people, more camera blur and JPEG artefacts
+            over ``preset`` (:data:`~adaptrack.track.data.synth.scene.REALISM`).
 
     Returns:
         The report (also written to ``<out_dir>/generation-<split>.json``).
 
     Raises:
+        DataError: The background folder is missing or empty, or a photo in it is unreadable.
         ValueError: Invalid sizes, preset or knobs.
         FileExistsError: The split exists and ``overwrite`` is false.
     """
@@ -256,7 +288,7 @@ def generate_dataset(out_dir: str | Path, n_sequences: int, n_frames: int, prese
         raise ValueError(f"frames must be at least 32x32, got {width}x{height}")
     if not split or Path(split).name != split or split.startswith("."):
         raise ValueError(f"split must be a plain folder name, got {split!r}")
-    config = scene_config(preset, n_people, closeness, lookalike)
+    config = scene_config(preset, n_people, closeness, lookalike, backgrounds, realism)
     targets = [out_dir / "images" / split, out_dir / "annotations" / split]
     existing = [str(p) for p in targets if p.exists()]
     if existing and not overwrite:
@@ -293,10 +325,11 @@ def generate_dataset(out_dir: str | Path, n_sequences: int, n_frames: int, prese
     return report
 
 
-def generate(out: Path, preset: Literal["default", "crowded"] = "default", n_sequences: int = 200,
+def generate(out: Path, preset: Literal["default", "crowded", "realistic"] = "default", n_sequences: int = 200,
              n_frames: int = 30, seed: int = 0, width: int = 256, height: int = 256, split: str = "train",
              n_people_min: int | None = None, n_people_max: int | None = None, closeness: float | None = None,
-             lookalike: float | None = None, overwrite: bool = False) -> GenerationReport:
+             lookalike: float | None = None, overwrite: bool = False, backgrounds: Path | None = None,
+             realism: bool = False) -> GenerationReport:
     """Generate synthetic crowd sequences in PoseTrack18 format and print the report.
 
     Meant as ``adaptrack track generate``. Writes ``<out>/annotations/<split>/*.json``,
@@ -304,7 +337,8 @@ def generate(out: Path, preset: Literal["default", "crowded"] = "default", n_seq
 
     Args:
         out: Dataset root.
-        preset: ``default`` or ``crowded`` (another head inside the target's box in ≥ 30 % of frames).
+        preset: ``default``, ``crowded`` (another head inside the target's box in ≥ 30 % of frames) or
+            ``realistic`` (``default`` with the realism knobs on).
         n_sequences: Number of sequences.
         n_frames: Frames per sequence (1–9999).
         seed: Base seed; same seed, same bytes. Use unseen seeds for held-out sets.
@@ -316,6 +350,10 @@ def generate(out: Path, preset: Literal["default", "crowded"] = "default", n_seq
         closeness: Override how near other people pass the target (0–1).
         lookalike: Override the probability that a person dresses like the target (0–1).
         overwrite: Replace an existing split.
+        backgrounds: Folder of your own photos (e.g. street scenes, or a median of your camera's
+            video, see ``median_background``) to cut the backgrounds from.
+        realism: Less cartoon-like people over any preset: cloth grain, soft shading, blur, motion
+            blur, more camera blur and JPEG artefacts.
 
     Returns:
         The generation report.
@@ -326,6 +364,6 @@ def generate(out: Path, preset: Literal["default", "crowded"] = "default", n_seq
         n_people = (low if n_people_min is None else n_people_min,
                     high if n_people_max is None else n_people_max)
     report = generate_dataset(out, n_sequences, n_frames, preset, seed, width, height, split, n_people,
-                              closeness, lookalike, overwrite)
+                              closeness, lookalike, overwrite, backgrounds, realism)
     print(report.summary())
     return report
