@@ -11,11 +11,14 @@ from adaptrack.track.data.frames import load_frame, resize_frame
 from adaptrack.track.data.mot17 import read_mot17, read_mot17_dir
 from adaptrack.track.data.posetrack import POSETRACK_KEYPOINTS, read_posetrack, read_posetrack_dir
 from adaptrack.track.data.synth import PRESETS, TARGET_TRACK, GenerationReport, generate, generate_dataset
+from adaptrack.track.data.towncentre import read_top, read_towncentre
 from adaptrack.track.data.types import Box, Clip, ClipBatch, FrameAnn, PartSpec, PersonAnn, SequenceAnn
+from adaptrack.track.data.video import extract_frames, frame_paths, read_video_frames
 
 __all__ = [
     "DATASETS", "POSETRACK_KEYPOINTS", "PRESETS", "TARGET_TRACK", "Box", "Clip", "ClipBatch", "ClipDataset",
-    "FrameAnn", "GenerationReport", "PartSpec", "PersonAnn", "SequenceAnn", "collate_clips", "download", "generate",
-    "generate_dataset", "load_frame", "read_crowdhuman", "read_crowdhuman_ignore_regions", "read_mot17",
-    "read_mot17_dir", "read_posetrack", "read_posetrack_dir", "resize_frame",
+    "FrameAnn", "GenerationReport", "PartSpec", "PersonAnn", "SequenceAnn", "collate_clips", "download",
+    "extract_frames", "frame_paths", "generate", "generate_dataset", "load_frame", "read_crowdhuman",
+    "read_crowdhuman_ignore_regions", "read_mot17", "read_mot17_dir", "read_posetrack", "read_posetrack_dir",
+    "read_top", "read_towncentre", "read_video_frames", "resize_frame",
 ]
