@@ -8,9 +8,9 @@ import numpy as np
 
 from adaptrack.track.data.towncentre import TOP_COLUMNS
 
-WIDTH, HEIGHT, FRAMES = 96, 64, 12
-SIDE = 16
-STEP = 2
+WIDTH, HEIGHT, FRAMES = 128, 96, 12
+SIDE = 32
+STEP = 3
 
 
 def square_at(i: int) -> tuple[float, float, float, float]:
@@ -19,14 +19,17 @@ def square_at(i: int) -> tuple[float, float, float, float]:
 
 
 def write_video(path: Path, frames: int = FRAMES) -> Path:
-    """An MP4 with a textured red square moving ``STEP`` px right each frame on a grey background."""
+    """An MP4 with a textured red-blue square moving ``STEP`` px right each frame on a still, grey, faintly
+    textured background (MIL's Haar features need some texture around the target)."""
     import imageio.v3 as iio
 
     rng = np.random.default_rng(0)
-    texture = rng.integers(120, 255, size=(SIDE, SIDE), dtype=np.uint8)
+    texture = np.kron(rng.integers(120, 255, size=(SIDE // 4, SIDE // 4)), np.ones((4, 4))).astype(np.uint8)
+    grey = np.kron(rng.integers(40, 80, size=(HEIGHT // 8, WIDTH // 8)), np.ones((8, 8))).astype(np.uint8)
+    background = np.repeat(grey[..., None], 3, axis=2)  # (H, W, 3)
     images = []
     for i in range(frames):
-        image = np.full((HEIGHT, WIDTH, 3), 60, dtype=np.uint8)  # (H, W, 3)
+        image = background.copy()  # (H, W, 3)
         x, y, w, h = (int(v) for v in square_at(i))
         image[y:y + h, x:x + w, 0] = texture
         image[y:y + h, x:x + w, 1] = 20
@@ -59,6 +62,6 @@ def square_top_lines(frames: int = FRAMES) -> list[str]:
     lines = []
     for i in range(frames):
         x, y, w, h = square_at(i)
-        lines.append(top_line(1, i, (x + 4, y, 8, 4), (x, y, w, h)))
-        lines.append(top_line(2, i, (80, 52, 8, 8), (76, 50, 16, 24)))
+        lines.append(top_line(1, i, (x + 8, y, 16, 8), (x, y, w, h)))
+        lines.append(top_line(2, i, (100, 84, 8, 8), (96, 82, 16, 24)))
     return lines

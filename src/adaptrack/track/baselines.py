@@ -10,9 +10,12 @@ fixed a priori; the size is only drawn, the evaluation scores the position). Nei
   says ``occluded``.
 * :class:`HOGBaseline`: OpenCV's HOG + linear SVM people detector (Dalal and Triggs), run on a
   window :data:`HOG_SEARCH` × the previous box's size around its centre (full-frame HOG on 1080p
-  takes seconds), upscaled so that the previous box is :data:`HOG_PERSON_HEIGHT` px tall when it
-  is smaller (the detector's window is 64 × 128 px). The detection with the highest IoU with the
-  previous box is kept when that IoU is at least :data:`HOG_MIN_IOU`; else the box coasts.
+  takes seconds), resized so that a person as tall as the previous box is :data:`HOG_PERSON_HEIGHT`
+  px tall (the detector's 64 × 128 window holds a person about 96 px tall; the pyramid then finds
+  people from about 0.8 to 1.8 times that height). Each detection window is turned into a body box by
+  removing the margin the detector was trained with (Dalal and Triggs: about 16 px on every side of
+  the 64 × 128 window, :data:`HOG_MARGIN`). The box with the highest IoU with the previous box is kept
+  when that IoU is at least :data:`HOG_MIN_IOU`; else the box coasts.
 
 Frames are RGB uint8, ``(H, W, 3)`` arrays or ``(3, H, W)`` tensors, as the tracker takes them. The
 settings are fixed here, chosen a priori and not tuned on any annotated frame.
@@ -37,8 +40,10 @@ HOG_SEARCH = 2.0
 """Side of HOG's search window as a multiple of the previous box's width and height."""
 HOG_MIN_IOU = 0.3
 """Smallest IoU between a HOG detection and the previous box for the track to take it."""
-HOG_PERSON_HEIGHT = 160
-"""The search window is upscaled so the previous box is at least this tall (HOG's window is 128 px)."""
+HOG_PERSON_HEIGHT = 120
+"""The search window is resized so the previous box is this tall (HOG's 128 px window holds a 96 px person)."""
+HOG_MARGIN = (16 / 64, 16 / 128)
+"""Margin of the detection window around the person, as a share of its width and height (each side)."""
 
 
 def _cv2() -> Any:
@@ -123,15 +128,15 @@ class HOGBaseline:
     Args:
         search: Search window side as a multiple of the previous box (:data:`HOG_SEARCH`).
         min_iou: Smallest IoU with the previous box to accept a detection (:data:`HOG_MIN_IOU`).
-        person_height: Upscale the window so the previous box is at least this tall.
+        person_height: Resize the window so the previous box is this tall.
     """
 
     parts: ClassVar[list[str]] = ["head"]
 
     def __init__(self, search: float = HOG_SEARCH, min_iou: float = HOG_MIN_IOU,
                  person_height: int = HOG_PERSON_HEIGHT) -> None:
-        if search < 1 or not 0 <= min_iou <= 1 or person_height < 128:
-            raise ConfigError(f"HOGBaseline needs search >= 1, 0 <= min_iou <= 1 and person_height >= 128; got "
+        if search < 1 or not 0 <= min_iou <= 1 or person_height < 96:
+            raise ConfigError(f"HOGBaseline needs search >= 1, 0 <= min_iou <= 1 and person_height >= 96; got "
                               f"{search}, {min_iou}, {person_height}")
         self.search, self.min_iou, self.person_height = search, min_iou, person_height
         self._hog: Any = None
@@ -159,7 +164,8 @@ class HOGBaseline:
         self.box = _check_box(box, image.shape[1], image.shape[0], frame_name)
 
     def detect(self, image: np.ndarray, box: Box) -> list[Box]:
-        """HOG detections ``(x, y, w, h)`` in frame pixels, inside the search window around ``box``."""
+        """HOG detections inside the search window around ``box``, as body boxes ``(x, y, w, h)`` in frame
+        pixels (the detection windows without their margin, :data:`HOG_MARGIN`)."""
         cv2 = _cv2()
         H, W = image.shape[:2]
         x, y, w, h = box
@@ -167,13 +173,17 @@ class HOGBaseline:
         x0, y0 = max(0, int(cx - self.search * w / 2)), max(0, int(cy - self.search * h / 2))
         x1, y1 = min(W, int(cx + self.search * w / 2) + 1), min(H, int(cy + self.search * h / 2) + 1)
         window = image[y0:y1, x0:x1]  # (h', w', 3)
-        scale = max(1.0, self.person_height / max(h, 1.0))
-        if scale > 1:
-            window = cv2.resize(window, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+        scale = self.person_height / max(h, 1.0)
+        if window.size == 0:
+            return []
+        window = cv2.resize(window, None, fx=scale, fy=scale,
+                            interpolation=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA)
         if window.shape[0] < 128 or window.shape[1] < 64:
             return []
         rects, _ = self._hog.detectMultiScale(window, winStride=(8, 8), padding=(8, 8), scale=1.05)
-        return [(x0 + rx / scale, y0 + ry / scale, rw / scale, rh / scale) for rx, ry, rw, rh in rects]
+        mx, my = HOG_MARGIN
+        return [(x0 + (rx + mx * rw) / scale, y0 + (ry + my * rh) / scale, (1 - 2 * mx) * rw / scale,
+                 (1 - 2 * my) * rh / scale) for rx, ry, rw, rh in rects]
 
     def track(self, frame: torch.Tensor | np.ndarray) -> TrackResult:
         """The associated detection (or the coasting box, ``occluded``) and the head in it.
