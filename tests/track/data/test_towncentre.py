@@ -30,7 +30,7 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("header", [True, False])
 def test_reads_boxes_frames_and_paths(tmp_path: Path, video: Path, header: bool) -> None:
     lines = square_top_lines()
-    lines[-1] = top_line(2, FRAMES - 1, (80, 52, 8, 8), (76, 50, 16, 24), head_valid=0)
+    lines[-1] = top_line(2, FRAMES - 1, (100, 84, 8, 8), (96, 82, 16, 24), head_valid=0)
     top = write_top(tmp_path / "gt.top", lines, header=header)
     seq = read_towncentre(top, video, tmp_path / "frames")
     assert seq.name == "gt" and seq.parts == (PartSpec("head"),)
@@ -40,9 +40,9 @@ def test_reads_boxes_frames_and_paths(tmp_path: Path, video: Path, header: bool)
     assert (frame.width, frame.height) == (WIDTH, HEIGHT)
     square = frame.person(1)
     assert square is not None and square.box == pytest.approx(square_at(3))
-    assert square.parts[0] == pytest.approx((square_at(3)[0] + 4, 20, 8, 4))
+    assert square.parts[0] == pytest.approx((square_at(3)[0] + 8, 20, 16, 8))
     still = frame.person(2)
-    assert still is not None and still.box == pytest.approx((76, 50, 16, 14))  # clipped at the bottom
+    assert still is not None and still.box == pytest.approx((96, 82, 16, 14))  # clipped at the bottom
     assert seq.frames[-1].person(2).parts == (None,)  # headValid 0
     shares = inside_shares(read_top(top), WIDTH, HEIGHT)
     assert shares[(2, 0)] == pytest.approx(14 / 24)
