@@ -17,7 +17,7 @@ def test_read_video_frames_yields_rgb_frames_in_order(tmp_path: Path) -> None:
     video = write_video(tmp_path / "clip.mp4")
     frames = list(read_video_frames(video))
     assert [i for i, _ in frames] == list(range(FRAMES))
-    index, image = frames[3]
+    _, image = frames[3]
     assert image.shape == (HEIGHT, WIDTH, 3) and image.dtype == np.uint8
     x, y, w, h = (int(v) for v in square_at(3))
     inside = image[y + 4:y + h - 4, x + 4:x + w - 4].reshape(-1, 3).mean(axis=0)
@@ -31,11 +31,11 @@ def test_read_video_frames_errors_name_the_file(tmp_path: Path) -> None:
         list(read_video_frames(tmp_path / "missing.mp4"))
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
-    with pytest.raises(DataError, match="empty.mp4"):
+    with pytest.raises(DataError, match=r"empty\.mp4"):
         list(read_video_frames(empty))
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"not a video at all" * 10)
-    with pytest.raises(DataError, match="junk.mp4"):
+    with pytest.raises(DataError, match=r"junk\.mp4"):
         list(read_video_frames(junk))
 
 

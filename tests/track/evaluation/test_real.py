@@ -91,7 +91,8 @@ def test_scored_range_and_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="start frame 9"):
         evaluate_clip(seq, {"s": Scripted}, ClipProtocol(9, 10, 11))
     with pytest.raises(DataError, match="no person starts"):
-        evaluate_clip(seq, {"s": Scripted}, ClipProtocol(0, 1, 2), min_inside=0.9, inside={(1, 0): 0.2, (2, 0): 0.2, (3, 0): 0.2})
+        evaluate_clip(seq, {"s": Scripted}, ClipProtocol(0, 1, 2), min_inside=0.9,
+                      inside={(1, 0): 0.2, (2, 0): 0.2, (3, 0): 0.2})
     tracker = Scripted()
     with pytest.raises(ConfigError, match="copy"):
         evaluate_clip(seq, {"s": tracker}, ClipProtocol(0, 1, 2))

@@ -23,8 +23,8 @@ Rules (all stated in the output):
 - **Speed**: frames/s of one tracker following one person at the clip's resolution = 1 / (mean
   ``track()`` wall time + mean decode wall time of one frame), both measured here, on ``threads``
   threads (torch, OpenCV, the ffmpeg decoder). The table also gives the ``track()`` CPU time of this
-  process (``time.process_time``), which a machine shared with other jobs inflates less than the wall time. Frames are decoded once and shared by all trackers and
-  people: one frame is held at a time.
+  process (``time.process_time``), which a machine shared with other jobs inflates less than the wall
+  time. Frames are decoded once and shared by all trackers and people: one frame is held at a time.
 """
 
 from __future__ import annotations
@@ -282,7 +282,8 @@ def _row(run: _Run, decode: float, threads: int) -> dict[str, object]:
             "IoU>=0.5 %": 100 * float((ious >= 0.5).mean()) if ious.size else math.nan,
             "FPS": 1 / (per_call + decode) if run.calls else math.nan, "threads": threads,
             "track ms": 1000 * per_call,
-            "track CPU ms": 1000 * run.cpu_seconds / run.calls if run.calls else math.nan, "decode ms": 1000 * decode, "timelines": run.head.timelines()}
+            "track CPU ms": 1000 * run.cpu_seconds / run.calls if run.calls else math.nan,
+            "decode ms": 1000 * decode, "timelines": run.head.timelines()}
 
 
 COLOURS = ((0, 200, 0), (255, 140, 0), (0, 160, 255), (220, 0, 220), (255, 230, 0))
