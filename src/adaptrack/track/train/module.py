@@ -231,7 +231,7 @@ class PartDetectorModule(pl.LightningModule):
                 "train/grl": torch.tensor(self.domain_head.grl.coefficient),
                 "train/self_learning_active": torch.tensor(float(self_learns))}
         if target is not None:
-            N, K, h, w = heat.shape
+            h, w = heat.shape[-2:]
             t = slice(ns, ns + n[1])
             ratio = size_ratio((target.shape[-1], target.shape[-2]), (w, h))
             heat_t = heat[t].reshape(-1, h, w)  # (Nt*K, h, w)

@@ -165,8 +165,8 @@ class LabeledTargetCrops(Dataset[Clip]):
 
     Item ``(epoch, i)``: a random labeled person (with at least one part box) of a random
     annotated frame; a window of side ``window_side(crop_size, box height, synthetic_height)``
-    times the scale jitter (so that person appears at the synthetic scale), placed so the person's
-    box centre lies in its middle half, clamped to the frame; resized to ``crop_size`` and mirrored
+    times the scale jitter (so that person appears at the synthetic scale), placed so the centre of
+    the person's first annotated part lies in its middle half, clamped to the frame; resized to ``crop_size`` and mirrored
     with ``flip_prob``. Every person's part boxes are mapped into the window; boxes whose centre
     falls outside it become NaN. The result is a one-frame :class:`Clip` (the drawn person as the
     target, the others as ``other_parts``), so :func:`~adaptrack.track.data.clips.collate_clips`
@@ -215,7 +215,8 @@ class LabeledTargetCrops(Dataset[Clip]):
         person = frame.people[p_idx]
         base = window_side(self.crop_size, person.box[3], self.synthetic_height)
         side = min(_jittered(base, self.scale_jitter, rng), float(min(H, W)))
-        cx, cy = person.box[0] + person.box[2] / 2, person.box[1] + person.box[3] / 2
+        anchor = next(b for b in person.parts if b is not None)  # the part to detect lies in the middle half
+        cx, cy = anchor[0] + anchor[2] / 2, anchor[1] + anchor[3] / 2
         x0 = float(np.clip(cx - side * rng.uniform(0.25, 0.75), 0.0, W - side))
         y0 = float(np.clip(cy - side * rng.uniform(0.25, 0.75), 0.0, H - side))
         flip = bool(rng.random() < self.flip_prob)
