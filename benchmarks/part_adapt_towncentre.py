@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -59,15 +60,15 @@ def extract(out: Path, last: int = DEV_LAST) -> None:
         Image.fromarray(frame).save(out / f"{i:06d}.jpg", quality=95)
 
 
-def labeled_sequences(frames: Path, last: int):  # noqa: ANN201 - a reader for data.labeled_target
+def labeled_sequences(frames: Path, last: int) -> Callable[[tuple[PartSpec, ...]], list[SequenceAnn]]:
     """A ``data.labeled_target`` callable: the ``.top`` head boxes of frames 0..``last``."""
     top = read_top(TOP, last)
 
     def read(specs: tuple[PartSpec, ...]) -> list[SequenceAnn]:
         anns = []
         for i in range(last + 1):
-            people = tuple(PersonAnn(p, (b[0], b[1], b[2] - b[0], b[3] - b[1]), ((h[0], h[1], h[2] - h[0], h[3] - h[1]),))
-                           for p, h, b in top.get(i, []))
+            people = tuple(PersonAnn(p, (b[0], b[1], b[2] - b[0], b[3] - b[1]),
+                                     ((h[0], h[1], h[2] - h[0], h[3] - h[1]),)) for p, h, b in top.get(i, []))
             anns.append(FrameAnn(frames / f"{i:06d}.jpg", i, 1920, 1080, people))
         return [SequenceAnn("towncentre", tuple(anns), specs)]
 
@@ -78,7 +79,7 @@ def adapt(args: argparse.Namespace) -> None:
     import lightning.pytorch as pl
 
     from adaptrack.adapt.config import GateConfig, LossWeights
-    from adaptrack.track.train.adaptation import PartAdaptConfig
+    from adaptrack.track.train.adaptation import DensePseudoConfig, PartAdaptConfig
     from adaptrack.track.train.datamodule import TrackDataModule
     from adaptrack.track.train.module import PartDetectorModule
 
@@ -90,9 +91,10 @@ def adapt(args: argparse.Namespace) -> None:
                          person_height=180, target_batch_size=args.batch, labeled_batch_size=max(1, args.batch // 2),
                          target_crop_size=128)
     cfg = PartAdaptConfig(weights=LossWeights(domain=args.domain, self_learning=args.self_weight),
-                          gate=GateConfig(start_window=10, start_ratio=0.3), self_learning=args.self_weight > 0)
-    module = PartDetectorModule(channels=[16, 32, 48, 64], stride=8, dilations=[2], fine_maps=True, crop_size=128,
-                                lr=args.lr, warmup_steps=5, adaptation=cfg, init_checkpoint=args.init)
+                          gate=GateConfig(start_window=10, start_ratio=0.3), self_learning=args.self_weight > 0,
+                          pseudo=DensePseudoConfig(args.pseudo_threshold, args.ignore_threshold))
+    module = PartDetectorModule(parts=["head"], channels=[16, 32, 48, 64], stride=8, dilations=[2], fine_maps=True,
+                                crop_size=128, lr=args.lr, warmup_steps=5, adaptation=cfg, init_checkpoint=args.init)
     out = Path(args.out)
     logger = pl.loggers.CSVLogger(out, name="log")
     trainer = pl.Trainer(max_steps=args.steps, logger=logger, enable_checkpointing=False, enable_progress_bar=False,
@@ -111,7 +113,7 @@ def evaluate(args: argparse.Namespace) -> None:
 
     model, _ = load_part_detector(args.ckpt)
     scale = synthetic_person_height(256) / 180.0  # people at the synthetic scale
-    W, H = int(round(1920 * scale / 8)) * 8, int(round(1080 * scale / 8)) * 8
+    W, H = round(1920 * scale / 8) * 8, round(1080 * scale / 8) * 8
     top = read_top(TOP, min(args.last, DEV_LAST))
     peaks = DensePseudoLabeler(args.threshold, args.threshold, 400)
     tp = fp = fn = 0
@@ -160,6 +162,8 @@ def main() -> None:
     a.add_argument("--lr", type=float, default=1e-3)
     a.add_argument("--domain", type=float, default=0.1)
     a.add_argument("--self-weight", type=float, default=0.5)
+    a.add_argument("--pseudo-threshold", type=float, default=0.5)
+    a.add_argument("--ignore-threshold", type=float, default=0.2)
     a.add_argument("--labeled-last", type=int, default=-1, help="label frames 0..N (third embodiment); -1: none")
     a.add_argument("--no-target", action="store_true", help="labeled frames only, no unlabeled stream")
     v = sub.add_parser("evaluate")

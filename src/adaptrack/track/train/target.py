@@ -165,12 +165,13 @@ class LabeledTargetCrops(Dataset[Clip]):
 
     Item ``(epoch, i)``: a random labeled person (with at least one part box) of a random
     annotated frame; a window of side ``window_side(crop_size, box height, synthetic_height)``
-    times the scale jitter (so that person appears at the synthetic scale), placed so the centre of
-    the person's first annotated part lies in its middle half, clamped to the frame; resized to ``crop_size`` and mirrored
-    with ``flip_prob``. Every person's part boxes are mapped into the window; boxes whose centre
-    falls outside it become NaN. The result is a one-frame :class:`Clip` (the drawn person as the
-    target, the others as ``other_parts``), so :func:`~adaptrack.track.data.clips.collate_clips`
-    batches it and the part detector's source loss applies unchanged.
+    times the scale jitter (so that person appears at the synthetic scale), placed so the centre
+    of the person's first annotated part lies in its middle half, clamped to the frame; resized
+    to ``crop_size`` and mirrored with ``flip_prob``. Every person's part boxes are mapped into
+    the window; boxes whose centre falls outside it become NaN. The result is a one-frame
+    :class:`Clip` (the drawn person as the target, the others as ``other_parts``), so
+    :func:`~adaptrack.track.data.clips.collate_clips` batches it and the part detector's source
+    loss applies unchanged.
 
     Args:
         sequences: Labeled real frames (e.g. frames 0–62 of the user's camera).
