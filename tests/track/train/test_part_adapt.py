@@ -217,3 +217,16 @@ def test_off_by_default_trains_exactly_as_before(tmp_path: Path, synth: Path,
     assert set(ref) == {"loss", "heat", "size", "offset"}
     with pytest.raises(ConfigError, match=r"model\.adaptation"):
         module.training_step({"source": batch, "target": batch.frames[:, 0]}, 0)
+
+
+def test_labeled_target_reads_a_posetrack_json_and_rejects_unknown_formats(tmp_path: Path, synth: Path) -> None:
+    json_file = sorted((synth / "annotations" / "train").glob("*.json"))[0]
+    common = {"train_dir": str(synth), "clip_len": 1, "max_stride": 1, "image_size": 64, "batch_size": 2,
+              "samples_per_epoch": 4, "target_crop_size": 32, "labeled_batch_size": 3}
+    dm = TrackDataModule(labeled_target=str(json_file), **common)
+    dm.setup("fit")
+    assert dm.target_set is None and len(dm.labeled_set) == 2 * 3
+    assert dm.labeled_set[(0, 0)].frames.shape == (1, 3, 32, 32)
+    (tmp_path / "heads.top").write_text("personNumber,frameNumber\n")
+    with pytest.raises(DataError, match="no reader"):
+        TrackDataModule(labeled_target=str(tmp_path / "heads.top"), **common).setup("fit")
