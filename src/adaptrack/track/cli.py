@@ -67,6 +67,7 @@ class TrackCLI(LightningCLI):
         if self.model_class is TrackerModule:  # recorded in the checkpoint: the tracker runs at this size
             parser.link_arguments("data.image_size", "model.input_size")
             parser.link_arguments("data.clip_order", "model.clip_order")
+            parser.link_arguments("data.search", "model.search")
         parser.add_lightning_class_args(BestAndLastCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.monitor": "val/loss", "checkpoint.mode": "min",
                              "checkpoint.filename": "best", "checkpoint.save_last": True,
@@ -160,6 +161,7 @@ COMMANDS: dict[str, Callable[[list[str]], object]] = {
     "evaluate": function_command("evaluate", "adaptrack.track.evaluation.evaluate", "evaluate"),
     "export": function_command("export", "adaptrack.track.inference.onnx_export", "export"),
     "generate": function_command("generate", "adaptrack.track.data.synth", "generate"),
+    "download": function_command("download", "adaptrack.track.data.downloads", "download"),
 }
 """Each subcommand's function of its arguments."""
 

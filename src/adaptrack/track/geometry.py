@@ -318,3 +318,64 @@ def local_peaks(score: torch.Tensor, threshold: float) -> torch.Tensor:
     """3×3 non-maximum suppression; ``(B, h, w) -> (B, h, w)`` bool of peaks ≥ ``threshold``."""
     pooled = torch.nn.functional.max_pool2d(score[:, None], 3, stride=1, padding=1)[:, 0]  # (B, h, w)
     return (score == pooled) & (score >= threshold)
+
+
+# ------------------------------------------------------------------------------ search regions
+Window = tuple[int, int, int]
+"""A square search region ``(x0, y0, side)`` in integer frame pixels (it may reach past the frame)."""
+
+
+def search_window(box: torch.Tensor, factor: float, side: float | None = None) -> Window:
+    """The square search region centred on ``box (4,)``, as SiamFC / pytracking crop around the target.
+
+    Args:
+        box: ``(x, y, w, h)`` in frame pixels.
+        factor: Region side as a multiple of ``side`` (default the box's longer side): at 2.3 a person fills
+            0.43 of the region, as the synthetic scenes' targets fill 0.38–0.5 of their frames.
+        side: The reference length the factor multiplies (e.g. a smoothed box size); default ``max(w, h)``.
+
+    Returns:
+        ``(x0, y0, side)``, rounded to whole pixels, side at least 8.
+    """
+    ref = float(max(box[2], box[3])) if side is None else float(side)
+    s = max(round(factor * ref), 8)
+    cx, cy = float(box[0] + box[2] / 2), float(box[1] + box[3] / 2)
+    return (round(cx - s / 2), round(cy - s / 2), s)
+
+
+def jittered_window(box: torch.Tensor, factor: float, scale_jitter: float, shift_jitter: float,
+                    u: Sequence[float]) -> Window:
+    """:func:`search_window` with its side scaled by ``exp(scale_jitter × u0)`` and its centre moved by
+    ``shift_jitter × (u1, u2) ×`` the side; ``u`` are three numbers in ``[-1, 1]`` (the caller's random draw)."""
+    ref = float(max(box[2], box[3]))
+    s = max(round(factor * ref * math.exp(scale_jitter * u[0])), 8)
+    cx = float(box[0] + box[2] / 2) + shift_jitter * u[1] * s
+    cy = float(box[1] + box[3] / 2) + shift_jitter * u[2] * s
+    return (round(cx - s / 2), round(cy - s / 2), s)
+
+
+def to_window(boxes: torch.Tensor, window: Window, size: int) -> torch.Tensor:
+    """Frame-pixel boxes ``(..., 4)`` into the pixels of ``window`` resized to ``size × size``; ``(..., 4)``."""
+    x0, y0, side = window
+    s = size / side
+    shift = boxes.new_tensor([x0, y0, 0.0, 0.0])
+    return (boxes - shift) * s
+
+
+def from_window(boxes: torch.Tensor, window: Window, size: int) -> torch.Tensor:
+    """Inverse of :func:`to_window`: window-input boxes ``(..., 4)`` back to frame pixels."""
+    x0, y0, side = window
+    return boxes * (side / size) + boxes.new_tensor([x0, y0, 0.0, 0.0])
+
+
+def reframe_affine(old: Window, new: Window, size: int) -> tuple[float, torch.Tensor]:
+    """The map ``p_new = a × p_old + b`` from one window's input pixels to another's.
+
+    A position ``p`` in the input of window ``(x0, y0, side)`` is the frame point ``(x0, y0) + p × side / S``.
+
+    Returns:
+        ``a`` (float) and ``b (2,)``.
+    """
+    a = old[2] / new[2]
+    b = torch.tensor([old[0] - new[0], old[1] - new[1]], dtype=torch.float32) * (size / new[2])
+    return a, b

@@ -14,11 +14,41 @@ import torch
 from torch.utils.data import Dataset
 
 from adaptrack.common.errors import DataError
-from adaptrack.track.data.frames import frame_size, load_frame
+from adaptrack.track.data.frames import crop_frame, frame_size, load_frame
 from adaptrack.track.data.geometry import box_area, box_centre, scale_boxes
 from adaptrack.track.data.types import Box, Clip, ClipBatch, FrameAnn, SequenceAnn
+from adaptrack.track.geometry import Window, jittered_window
 
 NAN_BOX = (math.nan, math.nan, math.nan, math.nan)
+
+
+@dataclass(frozen=True)
+class SearchCrop:
+    """Training clips cut as the search-region tracker cuts frames
+    (:attr:`~adaptrack.track.inference.decoder.TrackerSettings.search_factor`).
+
+    Each clip gets one square region around its template box (frame 0), of side ``factor`` × the box's
+    longer side, scaled by ``exp(scale_jitter × u)`` and moved by ``shift_jitter × u' ×`` the side
+    (``u, u'`` uniform in [-1, 1], drawn per clip); every frame of the clip is cut there and resized
+    to the input size, and every box follows. Evaluation clips (the enumerating mode) are cut
+    without jitter.
+
+    Attributes:
+        factor: Region side over the target's longer side (the tracker's ``search_factor``).
+        scale_jitter: Log-scale jitter of the side.
+        shift_jitter: Centre jitter as a fraction of the side.
+    """
+
+    factor: float = 2.3
+    scale_jitter: float = 0.25
+    shift_jitter: float = 0.15
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.factor) and self.factor >= 1):
+            raise ValueError(f"search crop factor must be >= 1, got {self.factor}")
+        if not (0 <= self.scale_jitter <= 1 and 0 <= self.shift_jitter <= 0.5):
+            raise ValueError(f"search crop jitters must be in [0, 1] (scale) and [0, 0.5] (shift), got "
+                             f"{self.scale_jitter} and {self.shift_jitter}")
 
 
 @dataclass(frozen=True)
@@ -57,6 +87,8 @@ class ClipDataset(Dataset[Clip]):
             of it); the rest are drawn from all clips. 0 draws uniformly.
         hard_radius: Distance, in target part sizes (geometric-mean side), under which another
             person's part makes a frame hard.
+        search: Cut every clip as the search-region tracker does (:class:`SearchCrop`): frames of
+            any size give ``size`` inputs with the target at the tracker's scale; needs a square ``size``.
 
     Raises:
         DataError: No clip can be formed (sequences too short, no visible targets).
@@ -67,7 +99,7 @@ class ClipDataset(Dataset[Clip]):
                  size: tuple[int, int] | None = None, targets: Literal["all", "designated"] = "all",
                  samples_per_epoch: int | None = None, seed: int = 0,
                  require_template_part: bool = False, hard_share: float = 0.0, hard_radius: float = 0.75,
-                 ) -> None:
+                 search: SearchCrop | None = None) -> None:
         if clip_len < 1 or stride < 1:
             raise ValueError(f"clip_len and stride must be ≥ 1, got {clip_len} and {stride}")
         if max_stride is not None and max_stride < stride:
@@ -78,6 +110,9 @@ class ClipDataset(Dataset[Clip]):
             raise ValueError(f"hard_share must be in [0, 1], got {hard_share}")
         if not hard_radius > 0:
             raise ValueError(f"hard_radius must be > 0, got {hard_radius}")
+        if search is not None and (size is None or size[0] != size[1]):
+            raise ValueError(f"search crops need a square size, got {size}")
+        self.search = search
         self.sequences = list(sequences)
         self.clip_len = clip_len
         self.stride = stride
@@ -148,6 +183,7 @@ class ClipDataset(Dataset[Clip]):
         if not 0 <= index < len(self):
             raise IndexError(f"clip index {index} out of range for {len(self)} clips")
         stride = self.stride
+        jitter = None
         if self.samples_per_epoch is None:
             item = self.items[index]
         else:
@@ -161,9 +197,12 @@ class ClipDataset(Dataset[Clip]):
                 seq = self.sequences[item.sequence]
                 while stride > self.stride and not self._fits(seq, item.start, stride):
                     stride -= 1
-        return self.make_clip(item.sequence, item.start, item.track_id, stride)
+            if self.search is not None:  # drawn last: the clips drawn are those of the full-frame mode
+                jitter = tuple(float(u) for u in rng.uniform(-1.0, 1.0, 3))
+        return self.make_clip(item.sequence, item.start, item.track_id, stride, jitter)
 
-    def make_clip(self, sequence: int, start: int, track_id: int, stride: int = 1) -> Clip:
+    def make_clip(self, sequence: int, start: int, track_id: int, stride: int = 1,
+                  jitter: tuple[float, float, float] | None = None) -> Clip:
         """Build the clip of ``sequences[sequence]`` from annotated position ``start``.
 
         Args:
@@ -171,15 +210,29 @@ class ClipDataset(Dataset[Clip]):
             start: Position of the first frame in ``SequenceAnn.frames``.
             track_id: Target track; must be visible in the first frame.
             stride: Step between clip frames in annotated positions.
+            jitter: With :attr:`search`, the three ``[-1, 1]`` draws of the region's scale and shift
+                (:func:`~adaptrack.track.geometry.jittered_window`); ``None`` cuts it without jitter.
 
         Returns:
-            The clip, frames resized to ``size`` when set.
+            The clip, frames resized to ``size`` (or cut at the search region) when set.
         """
         seq = self.sequences[sequence]
         frames = [seq.frames[start + t * stride] for t in range(self.clip_len)]
-        if frames[0].person(track_id) is None:
+        target = frames[0].person(track_id)
+        if target is None:
             raise DataError(f"track {track_id} is not in frame {frames[0].frame_index} of {seq.name}",
                             frames[0].path)
+        if self.search is not None:
+            assert self.size is not None
+            c = self.search
+            window = jittered_window(torch.tensor(target.box), c.factor, c.scale_jitter, c.shift_jitter,
+                                     jitter or (0.0, 0.0, 0.0))
+            images = [self._window_image(f, window) for f in frames]
+            k = self.size[0] / window[2]
+            clip = build_clip_targets(seq, frames, track_id, [(k, k)] * len(frames),
+                                      [(float(window[0]), float(window[1]))] * len(frames))
+            clip.frames = torch.stack(images)  # (T, 3, S, S) uint8
+            return clip
         images = [self._image(f) for f in frames]
         scales = [self._scale(f) for f in frames]
         clip = build_clip_targets(seq, frames, track_id, scales)
@@ -197,6 +250,15 @@ class ClipDataset(Dataset[Clip]):
             raise DataError(f"frame {frame.frame_index}: file is {width}x{height}, "
                             f"annotations say {frame.width}x{frame.height}", frame.path)
         return load_frame(frame.path, self.size)  # (3, H, W) uint8
+
+    def _window_image(self, frame: FrameAnn, window: Window) -> torch.Tensor:
+        """The frame's search region resized to ``size``; ``(3, S, S)`` uint8."""
+        assert self.size is not None
+        image = load_frame(frame.path)  # (3, H, W) uint8
+        if tuple(image.shape[1:]) != (frame.height, frame.width):
+            raise DataError(f"frame {frame.frame_index}: file is {image.shape[2]}x{image.shape[1]}, "
+                            f"annotations say {frame.width}x{frame.height}", frame.path)
+        return crop_frame(image, window, self.size[0])
 
 
 class SequentialClips(Dataset[Clip]):
@@ -311,7 +373,8 @@ def is_crowded_frame(frame: FrameAnn, track_id: int, radius: float) -> bool:
 
 
 def build_clip_targets(seq: SequenceAnn, frames: Sequence[FrameAnn], track_id: int,
-                       scales: Sequence[tuple[float, float]]) -> Clip:
+                       scales: Sequence[tuple[float, float]],
+                       origins: Sequence[tuple[float, float]] | None = None) -> Clip:
     """Box tensors of a clip (everything except the pixels, which are left empty).
 
     Args:
@@ -319,6 +382,8 @@ def build_clip_targets(seq: SequenceAnn, frames: Sequence[FrameAnn], track_id: i
         frames: The T clip frames.
         track_id: Target track.
         scales: Per frame ``(sx, sy)`` applied to every box.
+        origins: Per frame ``(x0, y0)`` subtracted from every box before the scale (a cut-out
+            region's corner); ``None``: ``(0, 0)``.
 
     Returns:
         A :class:`Clip` whose ``frames`` is an empty ``(0, 3, 0, 0)`` tensor.
@@ -331,10 +396,11 @@ def build_clip_targets(seq: SequenceAnn, frames: Sequence[FrameAnn], track_id: i
     target_parts = torch.full((T, K, 4), math.nan)
     other_parts = torch.full((T, M, K, 4), math.nan)
     other_boxes = torch.full((T, M, 4), math.nan)
-    for t, (frame, (sx, sy)) in enumerate(zip(frames, scales, strict=True)):
+    origins = origins or [(0.0, 0.0)] * T
+    for t, (frame, (sx, sy), (ox, oy)) in enumerate(zip(frames, scales, origins, strict=True)):
         for person in frame.people:
-            box = torch.tensor(scale_boxes(person.box, sx, sy))  # (4,)
-            parts = torch.tensor([_part(b, sx, sy) for b in person.parts]).reshape(K, 4)  # (K, 4)
+            box = torch.tensor(scale_boxes(_shift(person.box, ox, oy), sx, sy))  # (4,)
+            parts = torch.tensor([_part(_shift(b, ox, oy), sx, sy) for b in person.parts]).reshape(K, 4)  # (K, 4)
             if person.track_id == track_id:
                 target_box[t], target_parts[t] = box, parts
             else:
@@ -344,6 +410,10 @@ def build_clip_targets(seq: SequenceAnn, frames: Sequence[FrameAnn], track_id: i
                 target_parts=target_parts, other_parts=other_parts, template_box=target_box[0].clone(),
                 sequence=seq.name, track_id=track_id, frame_indices=[f.frame_index for f in frames],
                 other_boxes=other_boxes)
+
+
+def _shift(box: Box | None, ox: float, oy: float) -> Box | None:
+    return None if box is None else (box[0] - ox, box[1] - oy, box[2], box[3])
 
 
 def _part(box: Box | None, sx: float, sy: float) -> Box:

@@ -53,3 +53,33 @@ def frame_size(path: str | Path) -> tuple[int, int]:
         DataError: The file is missing or not an image.
     """
     return image_size(path, what="frame file")
+
+
+PAD_VALUE = 128  # grey: where a search region reaches past the frame (0 after the backbones' centring)
+
+
+def crop_frame(image: torch.Tensor | np.ndarray, window: tuple[int, int, int], size: int) -> torch.Tensor:
+    """The square region ``window = (x0, y0, side)`` of a frame, resized to ``size × size``.
+
+    The part of the region outside the frame is grey (:data:`PAD_VALUE`); only the region is
+    resampled (Pillow bilinear, antialiased when shrinking, as :func:`resize_frame`), so a 1920×1080
+    frame costs no more than its region. Training crops and the tracker's crops both come from here.
+
+    Args:
+        image: ``(3, H, W)`` uint8 tensor or ``(H, W, 3)`` uint8 array.
+        window: Region in frame pixels (see :func:`adaptrack.track.geometry.search_window`).
+        size: Output side.
+
+    Returns:
+        ``(3, size, size)`` uint8.
+    """
+    hwc = image if isinstance(image, np.ndarray) else image.permute(1, 2, 0).numpy()  # (H, W, 3), a view
+    H, W = hwc.shape[:2]
+    x0, y0, side = window
+    region = np.full((side, side, 3), PAD_VALUE, dtype=np.uint8)  # (side, side, 3)
+    ax0, ay0, ax1, ay1 = max(x0, 0), max(y0, 0), min(x0 + side, W), min(y0 + side, H)
+    if ax1 > ax0 and ay1 > ay0:
+        region[ay0 - y0:ay1 - y0, ax0 - x0:ax1 - x0] = hwc[ay0:ay1, ax0:ax1, :3]
+    if side != size:
+        region = np.asarray(Image.fromarray(region).resize((size, size), Image.BILINEAR))  # (size, size, 3)
+    return torch.from_numpy(np.ascontiguousarray(region.transpose(2, 0, 1)))  # (3, size, size)

@@ -220,17 +220,22 @@ class SubjectTally:
 def product_peak(maps: PartMaps, k: int) -> torch.Tensor:
     """The patent's S205: the element-product maximum, decoded with the part offset; ``(2,)``."""
     pos, _, _, _ = decode_peak(maps.product[k:k + 1], maps.size[k:k + 1], maps.offset[k:k + 1], maps.ratio)
-    return pos[0]
+    return pos[0] + torch.tensor(maps.origin)
+
+
+def _positions(maps: PartMaps, k: int) -> torch.Tensor:
+    """Frame pixel position decoded at every element of part ``k``'s maps; ``(h, w, 2)``."""
+    h, w = maps.heat.shape[-2:]
+    return (cell_centres((h, w), maps.ratio) + maps.offset[k].permute(1, 2, 0) * torch.tensor(maps.ratio)
+            + torch.tensor(maps.origin))
 
 
 def peak_in_box(maps: PartMaps, k: int, box: torch.Tensor) -> torch.Tensor:
     """Baseline (a): the part likelihood maximum among decoded positions inside ``box (4,)``; ``(2,)``."""
-    h, w = maps.heat.shape[-2:]
-    positions = cell_centres((h, w), maps.ratio) + maps.offset[k].permute(1, 2, 0) * torch.tensor(maps.ratio)
-    valid = points_in_boxes(positions, box)  # (h, w)
+    valid = points_in_boxes(_positions(maps, k), box)  # (h, w)
     pos, _, _, _ = decode_peak(maps.heat[k:k + 1], maps.size[k:k + 1], maps.offset[k:k + 1], maps.ratio,
                                valid=valid[None])
-    return pos[0]
+    return pos[0] + torch.tensor(maps.origin)
 
 
 def peak_nearest(maps: PartMaps, k: int, box: torch.Tensor, expected: Sequence[float],
@@ -241,9 +246,7 @@ def peak_nearest(maps: PartMaps, k: int, box: torch.Tensor, expected: Sequence[f
     peaks = local_peaks(heat, threshold)[0]  # (h, w)
     if not bool(peaks.any()):
         peaks = heat[0] == heat[0].max()
-    h, w = heat.shape[-2:]
-    positions = cell_centres((h, w), maps.ratio) + maps.offset[k].permute(1, 2, 0) * torch.tensor(maps.ratio)
-    cand = positions[peaks]  # (P, 2)
+    cand = _positions(maps, k)[peaks]  # (P, 2)
     point = box[:2] + torch.tensor(list(expected)) * box[2:]
     if not bool(torch.isfinite(point).all()):
         return torch.full((2,), math.nan)

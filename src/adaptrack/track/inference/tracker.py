@@ -25,7 +25,17 @@ import torch
 import torch.nn.functional as F
 
 from adaptrack.common.errors import ConfigError, DataError
-from adaptrack.track.geometry import Ratio, scale_boxes, size_ratio
+from adaptrack.track.data.frames import crop_frame
+from adaptrack.track.geometry import (
+    Ratio,
+    Window,
+    from_window,
+    reframe_affine,
+    scale_boxes,
+    search_window,
+    size_ratio,
+    to_window,
+)
 from adaptrack.track.inference.checkpoints import load_models
 from adaptrack.track.inference.decoder import Backend, Decoded, FrameDecoder, Maps, TrackerSettings
 from adaptrack.track.models import PartDetector, SubjectModel, fold_batch_norms
@@ -129,6 +139,8 @@ class PartMaps:
         offset: ``(K, 2, h, w)`` part offset in elements.
         product: ``(K, h, w)`` element product with the region maps.
         ratio: Size ratio between the original frame and the maps.
+        origin: Frame pixel ``(x, y)`` of the maps' top-left corner (the search region's; ``(0, 0)``
+            in the full-frame mode): element ``(i, j)`` sits at ``origin + (j, i) × ratio``.
     """
 
     heat: torch.Tensor
@@ -136,6 +148,7 @@ class PartMaps:
     offset: torch.Tensor
     product: torch.Tensor
     ratio: Ratio
+    origin: tuple[float, float] = (0.0, 0.0)
 
 
 def frame_tensor(frame: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -186,7 +199,9 @@ class Tracker:
         self._settings = settings or TrackerSettings()
         self.decoder = FrameDecoder(backend, self._settings, input_size, stride)
         self.last_maps: PartMaps | None = None
-        self._scale: tuple[float, float] = (1.0, 1.0)
+        self._frame_hw: tuple[int, int] | None = None
+        self._window: Window | None = None  # the search region of the last frame (search mode)
+        self._reference: float = 0.0  # smoothed longer side of the target box, frame pixels (search mode)
 
     @property
     def settings(self) -> TrackerSettings:
@@ -226,13 +241,41 @@ class Tracker:
         if not (0 <= cx <= W and 0 <= cy <= H):
             raise DataError(f"initial box {tuple(box)} is outside the {W}x{H} frame (centre "
                             f"({cx:.1f}, {cy:.1f}))", frame_name)
-        x, self._scale = self._prepare(img)
-        decoded = self.decoder.start(x, scale_boxes(b, *self._scale))
-        self.last_maps = None if decoded is None else self._maps(decoded, (W, H))
+        self._frame_hw = (H, W)
+        if self._settings.search_factor > 0:
+            self._reference = float(max(b[2], b[3]))
+            self._window = search_window(b, self._settings.search_factor, self._reference)
+            x = crop_frame(img, self._window, self.input_size)[None].float() / 255.0  # (1, 3, S, S)
+            decoded = self.decoder.start(x, to_window(b, self._window, self.input_size))
+        else:
+            self._window = None
+            x, scale = self._prepare(img)
+            decoded = self.decoder.start(x, scale_boxes(b, *scale))
+        self.last_maps = None if decoded is None else self._maps(decoded)
 
-    def _maps(self, d: Decoded, frame_wh: tuple[int, int]) -> PartMaps:
+    def _maps(self, d: Decoded) -> PartMaps:
+        """The frame's maps with their placement in the frame."""
         h, w = d.product.shape[-2:]
-        return PartMaps(d.part_heat, d.part_size_map, d.part_offset_map, d.product, size_ratio(frame_wh, (w, h)))
+        if self._window is not None:
+            x0, y0, side = self._window
+            return PartMaps(d.part_heat, d.part_size_map, d.part_offset_map, d.product, (side / w, side / h),
+                            (float(x0), float(y0)))
+        assert self._frame_hw is not None
+        H, W = self._frame_hw
+        return PartMaps(d.part_heat, d.part_size_map, d.part_offset_map, d.product, size_ratio((W, H), (w, h)))
+
+    def _next_window(self, img: torch.Tensor, given: torch.Tensor | None) -> torch.Tensor:
+        """Search mode: the region around the last box (or the given prior box), the track state moved
+        into it; returns the region's network input ``(1, 3, S, S)``."""
+        assert self._window is not None and self.decoder.box is not None
+        S, s = self.input_size, self._settings
+        last = from_window(self.decoder.box, self._window, S)  # (4,) frame pixels
+        rate = s.search_scale_rate
+        self._reference = (1 - rate) * self._reference + rate * float(max(last[2], last[3]))
+        window = search_window(last if given is None else given, s.search_factor, self._reference)
+        self.decoder.reframe(*reframe_affine(self._window, window, S))
+        self._window = window
+        return crop_frame(img, window, S)[None].float() / 255.0  # (1, 3, S, S)
 
     def track(self, frame: torch.Tensor | np.ndarray,
               prior_box: tuple[float, float, float, float] | None = None) -> TrackResult:
@@ -256,15 +299,22 @@ class Tracker:
             if given is None:
                 raise ValueError(f"prior_box must be a finite (x, y, w, h) with positive size, got {prior_box}")
         img = frame_tensor(frame)
-        x, scale = self._prepare(img)
-        if scale != self._scale:
+        if tuple(img.shape[-2:]) != self._frame_hw:
             raise ValueError(f"frame size changed during the track: {img.shape[-1]}x{img.shape[-2]}")
-        d = self.decoder.step(x, None if given is None else scale_boxes(given, *scale))
-        self.last_maps = self._maps(d, (img.shape[-1], img.shape[-2]))
-        sx, sy = scale
-        to_frame = torch.tensor([sx, sy])
-        box = scale_boxes(d.box, 1 / sx, 1 / sy)
-        pos, size = d.part_position / to_frame, d.part_size / to_frame  # (K, 2)
+        if self._window is not None:
+            x = self._next_window(img, given)
+            d = self.decoder.step(x, None if given is None else to_window(given, self._window, self.input_size))
+            x0, y0, side = self._window
+            k = side / self.input_size
+            to_frame, origin = torch.tensor([1 / k, 1 / k]), torch.tensor([float(x0), float(y0)])
+            box = from_window(d.box, self._window, self.input_size)
+        else:
+            x, scale = self._prepare(img)
+            d = self.decoder.step(x, None if given is None else scale_boxes(given, *scale))
+            to_frame, origin = torch.tensor(scale), torch.zeros(2)
+            box = scale_boxes(d.box, 1 / scale[0], 1 / scale[1])
+        self.last_maps = self._maps(d)
+        pos, size = d.part_position / to_frame + origin, d.part_size / to_frame  # (K, 2)
         parts = [PartResult(name, (float(pos[k, 0]), float(pos[k, 1])), (float(size[k, 0]), float(size[k, 1])),
                             float(d.part_score[k]), bool(d.part_visible[k])) for k, name in enumerate(self.parts)]
         return TrackResult(tuple(float(v) for v in box), d.score, parts, d.occluded, d.redetected)

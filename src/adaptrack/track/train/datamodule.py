@@ -13,7 +13,8 @@ from torch.utils.data import DataLoader
 from adaptrack.common.distributed import EvalShardSampler
 from adaptrack.common.errors import ConfigError, DataError
 from adaptrack.common.resume import ResumableSampler, fit_position, process_shard
-from adaptrack.track.data.clips import ClipDataset, SequentialClips, collate_clips
+from adaptrack.common.training import as_group
+from adaptrack.track.data.clips import ClipDataset, SearchCrop, SequentialClips, collate_clips
 from adaptrack.track.data.posetrack import read_posetrack, read_posetrack_dir
 from adaptrack.track.data.types import PartSpec, SequenceAnn
 from adaptrack.track.train.target import (
@@ -87,6 +88,10 @@ class TrackDataModule(pl.LightningDataModule):
             (:class:`~adaptrack.track.data.clips.SequentialClips`), so the third embodiment's
             region-map store holds the past of every training clip (linked to ``model.clip_order``).
         hard_radius: Distance in target part sizes that makes a frame crowded.
+        search: Cut clips as the search-region tracker cuts frames
+            (:class:`~adaptrack.track.data.clips.SearchCrop`: a square region around each clip's template box
+            resized to ``image_size``, with scale and shift jitter for training), so frames of any size train
+            at the tracker's scale; ``None`` resizes whole frames (linked to ``model.search``).
         target_dir: Unlabeled real frames for adapting the part detector (a folder of images,
             :class:`~adaptrack.track.train.target.TargetFrames`); with ``target_frames`` or
             ``labeled_target`` set, each training batch is a dict ``{"source", "target",
@@ -112,8 +117,8 @@ class TrackDataModule(pl.LightningDataModule):
                  max_stride: int = 2, image_size: int = 256, batch_size: int = 8,
                  samples_per_epoch: int = 256, val_samples: int = 64, num_workers: int = 0,
                  seed: int = 0, hard_share: float = 0.0, hard_radius: float = 0.75,
-                 clip_order: Literal["random", "sequential"] = "random", target_dir: str | None = None,
-                 target_frames: list[str] | None = None,
+                 clip_order: Literal["random", "sequential"] = "random", search: SearchCrop | None = None,
+                 target_dir: str | None = None, target_frames: list[str] | None = None,
                  labeled_target: str | Callable[..., Sequence[SequenceAnn]] | None = None,
                  labeled_images_root: str | None = None, person_height: float = 180.0,
                  target_batch_size: int = 8, labeled_batch_size: int = 4, target_crop_size: int = 128,
@@ -126,6 +131,7 @@ class TrackDataModule(pl.LightningDataModule):
         self.parts = list(parts or ["head"])
         if clip_order not in ("random", "sequential"):
             raise ValueError(f"clip_order must be 'random' or 'sequential', got {clip_order!r}")
+        self.search = None if search is None else as_group(SearchCrop, search, "search")
         if person_height <= 0 or target_batch_size < 1 or labeled_batch_size < 1:
             raise ConfigError(f"data.person_height={person_height} must be > 0 and data.target_batch_size="
                               f"{target_batch_size}, data.labeled_batch_size={labeled_batch_size} >= 1")
@@ -144,7 +150,7 @@ class TrackDataModule(pl.LightningDataModule):
         return ClipDataset(sequences, clip_len=self.hparams.clip_len, stride=1,
                            max_stride=self.hparams.max_stride, size=(s, s), samples_per_epoch=samples,
                            seed=seed, require_template_part=True, hard_share=hard_share,
-                           hard_radius=self.hparams.hard_radius)
+                           hard_radius=self.hparams.hard_radius, search=self.search)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None and stage in (None, "fit"):

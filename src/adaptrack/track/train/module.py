@@ -10,6 +10,7 @@ of the last ``n`` stored region maps is added (S108–S110).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Literal
 
@@ -21,6 +22,7 @@ from adaptrack.adapt.schedule import SelfLearningGate
 from adaptrack.common.errors import ConfigError, DataError
 from adaptrack.common.resume import fit_position
 from adaptrack.common.training import as_group, check_finite, check_finite_gradients, plain_hyperparameters
+from adaptrack.track.data.clips import SearchCrop
 from adaptrack.track.data.types import ClipBatch
 from adaptrack.track.geometry import (
     Normalization,
@@ -30,7 +32,7 @@ from adaptrack.track.geometry import (
     points_in_boxes,
     size_ratio,
 )
-from adaptrack.track.inference.checkpoints import META_KEY, load_part_detector
+from adaptrack.track.inference.checkpoints import META_KEY, load_part_detector, read_meta
 from adaptrack.track.inference.decoder import TrackerSettings, decode_parts, decode_subject, prior_maps
 from adaptrack.track.models import PartDetector, SubjectModel
 from adaptrack.track.train.adaptation import (
@@ -329,6 +331,12 @@ class TrackerModule(pl.LightningModule):
             ``data.image_size``), recorded so the tracker runs at the training size.
         clip_order: How the data module orders training clips (linked from ``data.clip_order``):
             ``sequential`` keeps the region-map store across batches (see :meth:`temporal_loss`).
+        init_checkpoint: A ``fit`` checkpoint whose second model starts this one (fine-tuning, e.g. on
+            search-region crops or on a few labeled frames of one's own camera); its architecture must
+            equal this one's. ``None`` starts from random weights.
+        search: The data module's search-region crops (linked from ``data.search``): the tracker then
+            cuts its frames the same way (``tracker.search_factor`` is set from it; a different
+            non-zero one is refused). The region-map store needs the full-frame mode.
     """
 
     def __init__(self, part_checkpoint: str, parts: list[str] | None = None,
@@ -343,11 +351,21 @@ class TrackerModule(pl.LightningModule):
                  region_dilations: list[int] | None = None, negative_boost: float = 0.0,
                  self_prior_prob: float = 0.0, distractor_prior_prob: float = 0.0,
                  tracker: TrackerSettings = TrackerSettings(), input_size: int = 256,
-                 clip_order: Literal["random", "sequential"] = "random") -> None:
+                 clip_order: Literal["random", "sequential"] = "random", init_checkpoint: str | None = None,
+                 search: SearchCrop | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         # validated here, so a bad YAML value fails before training rather than at inference
         self.tracker = as_group(TrackerSettings, tracker, "tracker")
+        if search is not None:
+            search = as_group(SearchCrop, search, "search")
+            if self.tracker.search_factor not in (0, search.factor):
+                raise ConfigError(f"model.tracker.search_factor {self.tracker.search_factor} differs from "
+                                  f"data.search.factor {search.factor}: the tracker must cut frames as training did")
+            if temporal_n:
+                raise ConfigError(f"model.temporal_n {temporal_n} needs the full-frame mode: the region-map store "
+                                  "keeps maps on the frame's grid; drop data.search or set model.temporal_n 0")
+            self.tracker = dataclasses.replace(self.tracker, search_factor=search.factor)
         part_model, part_meta = load_part_detector(part_checkpoint)
         self.parts = list(parts or part_meta["parts"])
         if self.parts != list(part_meta["parts"]):
@@ -365,6 +383,8 @@ class TrackerModule(pl.LightningModule):
         if region_dilations:
             self.subject_config["region_dilations"] = list(region_dilations)
         self.subject_model = SubjectModel(**self.subject_config).to(memory_format=CHANNELS_LAST)
+        if init_checkpoint:
+            self._init_from(init_checkpoint)
         if not 0 <= distractor_prior_prob <= 1:
             raise ValueError(f"distractor_prior_prob must be in [0, 1], got {distractor_prior_prob}")
         if temporal_n == 1 or temporal_n < 0:
@@ -373,6 +393,20 @@ class TrackerModule(pl.LightningModule):
         self.temporal_share = 0.0
         if clip_order not in ("random", "sequential"):
             raise ValueError(f"clip_order must be 'random' or 'sequential', got {clip_order!r}")
+
+    def _init_from(self, path: str) -> None:
+        """Start the second model from ``path``'s (a ``fit`` checkpoint with the same architecture)."""
+        meta, state = read_meta(path)
+        if meta.get("kind") != "tracker":
+            raise DataError("model.init_checkpoint must be a checkpoint of `adaptrack track fit`", path)
+        theirs = {k: v for k, v in meta["subject_model"].items()}
+        if theirs != self.subject_config:
+            diff = sorted(k for k in set(theirs) | set(self.subject_config)
+                          if theirs.get(k) != self.subject_config.get(k))
+            raise DataError(f"model.init_checkpoint: its second model differs from this one in {diff}; "
+                            "set the same model options as the run that wrote it", path)
+        prefix = "subject_model."
+        self.subject_model.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
 
     def on_train_epoch_start(self) -> None:
         """An in-order pass starts new streams each epoch: forget the stored maps (not when the epoch
