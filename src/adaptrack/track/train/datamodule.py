@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
 import lightning.pytorch as pl
+from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader
 
 from adaptrack.common.distributed import EvalShardSampler
-from adaptrack.common.errors import DataError
+from adaptrack.common.errors import ConfigError, DataError
 from adaptrack.common.resume import ResumableSampler, fit_position, process_shard
 from adaptrack.common.training import as_group
 from adaptrack.track.data.clips import ClipDataset, SearchCrop, SequentialClips, collate_clips
-from adaptrack.track.data.posetrack import read_posetrack_dir
+from adaptrack.track.data.posetrack import read_posetrack, read_posetrack_dir
 from adaptrack.track.data.types import PartSpec, SequenceAnn
+from adaptrack.track.train.target import (
+    LabeledTargetCrops,
+    TargetFrames,
+    collate_windows,
+    list_images,
+    synthetic_person_height,
+)
 
 
 def part_specs(parts: list[str], part_size: float = 0.25) -> tuple[PartSpec, ...]:
@@ -39,6 +48,17 @@ def annotation_dir(path: str | Path, split: str) -> Path:
                         f"{', '.join(found) or 'none'}); write it with `adaptrack track generate --out {path} "
                         f"--split {split} --seed <a seed not used by the other splits>`", path)
     return path
+
+
+LabeledReader = Callable[[Path, "str | None", tuple[PartSpec, ...]], Sequence[SequenceAnn]]
+"""``(path, images_root, part_specs) -> sequences`` of labeled target frames."""
+
+LABELED_READERS: dict[str, LabeledReader] = {
+    ".json": lambda path, root, specs: [read_posetrack(path, root, specs)],
+    "": lambda path, root, specs: read_posetrack_dir(path, root, specs),
+}
+"""Readers of ``data.labeled_target`` by file suffix (``""``: a folder of PoseTrack ``*.json``); a
+reader for another annotation format (e.g. Town Centre's ``.top``) registers its suffix here."""
 
 
 class TrackDataModule(pl.LightningDataModule):
@@ -72,6 +92,24 @@ class TrackDataModule(pl.LightningDataModule):
             (:class:`~adaptrack.track.data.clips.SearchCrop`: a square region around each clip's template box
             resized to ``image_size``, with scale and shift jitter for training), so frames of any size train
             at the tracker's scale; ``None`` resizes whole frames (linked to ``model.search``).
+        target_dir: Unlabeled real frames for adapting the part detector (a folder of images,
+            :class:`~adaptrack.track.train.target.TargetFrames`); with ``target_frames`` or
+            ``labeled_target`` set, each training batch is a dict ``{"source", "target",
+            "labeled"}`` and the part detector needs ``model.adaptation``.
+        target_frames: Unlabeled real frames as a list of image paths (joined to ``target_dir``'s).
+        labeled_target: The few labeled real frames (third embodiment): a PoseTrack-style ``*.json``
+            file or folder (read by :data:`LABELED_READERS` by suffix), or a callable
+            ``(part_specs) -> list[SequenceAnn]``. Only their people's boxes are used, as training
+            labels; nothing is selected on them.
+        labeled_images_root: Folder the labeled JSON's ``file_name`` entries are relative to.
+        person_height: Typical person height in pixels in the target frames; windows of side
+            ``target_crop_size × person_height / synthetic height`` show them at the synthetic scale.
+        target_batch_size: Unlabeled target windows per step.
+        labeled_batch_size: Labeled target crops per step (oversampled: drawn every step).
+        target_crop_size: Side of the target windows after resizing (set it to ``model.crop_size``).
+        target_scale_jitter: Relative scale jitter of the target windows.
+        synthetic_preset: Generator preset whose typical person height (at ``image_size``) the target
+            windows match (:func:`~adaptrack.track.train.target.synthetic_person_height`).
     """
 
     def __init__(self, train_dir: str, val_dir: str | None = None, images_root: str | None = None,
@@ -79,15 +117,28 @@ class TrackDataModule(pl.LightningDataModule):
                  max_stride: int = 2, image_size: int = 256, batch_size: int = 8,
                  samples_per_epoch: int = 256, val_samples: int = 64, num_workers: int = 0,
                  seed: int = 0, hard_share: float = 0.0, hard_radius: float = 0.75,
-                 clip_order: Literal["random", "sequential"] = "random", search: SearchCrop | None = None) -> None:
+                 clip_order: Literal["random", "sequential"] = "random", search: SearchCrop | None = None,
+                 target_dir: str | None = None, target_frames: list[str] | None = None,
+                 labeled_target: str | Callable[..., Sequence[SequenceAnn]] | None = None,
+                 labeled_images_root: str | None = None, person_height: float = 180.0,
+                 target_batch_size: int = 8, labeled_batch_size: int = 4, target_crop_size: int = 128,
+                 target_scale_jitter: float = 0.25, synthetic_preset: str = "default") -> None:
         super().__init__()
         self.save_hyperparameters()
+        if callable(labeled_target):  # a plain name in the checkpoint's hyperparameters
+            self.hparams["labeled_target"] = f"{labeled_target.__module__}.{labeled_target.__qualname__}"
+        self.labeled_source = labeled_target
         self.parts = list(parts or ["head"])
         if clip_order not in ("random", "sequential"):
             raise ValueError(f"clip_order must be 'random' or 'sequential', got {clip_order!r}")
         self.search = None if search is None else as_group(SearchCrop, search, "search")
+        if person_height <= 0 or target_batch_size < 1 or labeled_batch_size < 1:
+            raise ConfigError(f"data.person_height={person_height} must be > 0 and data.target_batch_size="
+                              f"{target_batch_size}, data.labeled_batch_size={labeled_batch_size} >= 1")
         self.train_set: ClipDataset | SequentialClips | None = None
         self.val_set: ClipDataset | None = None
+        self.target_set: TargetFrames | None = None
+        self.labeled_set: LabeledTargetCrops | None = None
 
     def _read(self, path: str, split: str) -> list[SequenceAnn]:
         specs = part_specs(self.parts, self.hparams.part_size)
@@ -110,9 +161,37 @@ class TrackDataModule(pl.LightningDataModule):
             else:
                 self.train_set = self._dataset(sequences, self.hparams.samples_per_epoch, self.hparams.seed,
                                                self.hparams.hard_share)
+        if stage in (None, "fit"):
+            self._setup_target()
         if self.val_set is None and self.hparams.val_dir and stage in (None, "fit", "validate"):
             self.val_set = self._dataset(self._read(self.hparams.val_dir, "val"),
                                          self.hparams.val_samples, self.hparams.seed + 1)
+
+    def _setup_target(self) -> None:
+        """The unlabeled and labeled target streams, one batch of each per source batch."""
+        hp = self.hparams
+        steps = max(1, hp.samples_per_epoch // hp.batch_size)
+        synthetic = synthetic_person_height(hp.image_size, hp.synthetic_preset)
+        paths = [*(list_images(hp.target_dir) if hp.target_dir else []), *(hp.target_frames or [])]
+        if self.target_set is None and paths:
+            self.target_set = TargetFrames(paths, hp.target_crop_size, hp.person_height, synthetic,
+                                           steps * hp.target_batch_size, hp.target_scale_jitter, seed=hp.seed + 2)
+        if self.labeled_set is None and self.labeled_source is not None:
+            self.labeled_set = LabeledTargetCrops(self._read_labeled(), hp.target_crop_size, synthetic,
+                                                  steps * hp.labeled_batch_size, seed=hp.seed + 3)
+
+    def _read_labeled(self) -> list[SequenceAnn]:
+        """The labeled target frames, from the callable or the file's reader (:data:`LABELED_READERS`)."""
+        specs = part_specs(self.parts, self.hparams.part_size)
+        source = self.labeled_source
+        if callable(source):
+            return list(source(specs))
+        path = Path(source)
+        key = path.suffix.lower() if path.is_file() else ""
+        if key not in LABELED_READERS:
+            raise DataError(f"data.labeled_target: no reader for {key or 'folders'!r} files; known: "
+                            f"{sorted(LABELED_READERS)} (or pass a callable)", path)
+        return LABELED_READERS[key](path, self.hparams.labeled_images_root, specs)
 
     def _sequential(self, pool: ClipDataset, world: int) -> SequentialClips:
         """The in-order pass: every one of ``world`` processes walks ``batch_size`` streams of its own
@@ -131,8 +210,20 @@ class TrackDataModule(pl.LightningDataModule):
         bs = self.hparams.batch_size
         sampler = ResumableSampler(self.train_set, bs, lambda: fit_position(self.trainer), rank, world)
         n = self.hparams.num_workers
-        return DataLoader(self.train_set, batch_size=bs, sampler=sampler, num_workers=n, persistent_workers=False,
-                          collate_fn=collate_clips, drop_last=True)
+        source = DataLoader(self.train_set, batch_size=bs, sampler=sampler, num_workers=n, persistent_workers=False,
+                            collate_fn=collate_clips, drop_last=True)
+        if self.target_set is None and self.labeled_set is None:
+            return source
+        loaders: dict[str, DataLoader] = {"source": source}
+        for key, dataset, size, collate in (("target", self.target_set, self.hparams.target_batch_size,
+                                             collate_windows),
+                                            ("labeled", self.labeled_set, self.hparams.labeled_batch_size,
+                                             collate_clips)):
+            if dataset is not None:
+                sampler = ResumableSampler(dataset, size, lambda: fit_position(self.trainer), rank, world)
+                loaders[key] = DataLoader(dataset, batch_size=size, sampler=sampler, num_workers=n,
+                                          persistent_workers=False, collate_fn=collate, drop_last=True)
+        return CombinedLoader(loaders, mode="max_size_cycle")
 
     def val_dataloader(self) -> DataLoader | list:
         """The validation clips in order; under DDP this process's whole batches of them, none

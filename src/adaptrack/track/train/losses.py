@@ -8,7 +8,8 @@ from adaptrack.track.geometry import Ratio, gaussian_maps
 from adaptrack.track.models import PROB_EPS
 
 
-def focal_loss(pred: torch.Tensor, gt: torch.Tensor, alpha: float = 2.0, beta: float = 4.0) -> torch.Tensor:
+def focal_loss(pred: torch.Tensor, gt: torch.Tensor, alpha: float = 2.0, beta: float = 4.0,
+               keep: torch.Tensor | None = None) -> torch.Tensor:
     """CenterNet's penalty-reduced focal loss, normalised by the number of objects.
 
     Args:
@@ -16,14 +17,19 @@ def focal_loss(pred: torch.Tensor, gt: torch.Tensor, alpha: float = 2.0, beta: f
         gt: Same shape, peak-1 Gaussian targets; elements equal to 1 are the object centres.
         alpha: Focusing exponent.
         beta: Penalty reduction exponent near the centres.
+        keep: Optional bool mask of ``pred``'s shape: elements where it is false leave the loss
+            (the ignored elements of pseudo targets); ``None`` keeps every element.
 
     Returns:
         Scalar loss.
     """
     pred = pred.clamp(PROB_EPS, 1 - PROB_EPS)
     pos = gt >= 1 - 1e-6
+    neg = ~pos
+    if keep is not None:
+        pos, neg = pos & keep, neg & keep
     pos_loss = -torch.log(pred) * (1 - pred) ** alpha * pos
-    neg_loss = -torch.log(1 - pred) * pred ** alpha * (1 - gt) ** beta * (~pos)
+    neg_loss = -torch.log(1 - pred) * pred ** alpha * (1 - gt) ** beta * neg
     n_pos = pos.sum().clamp(min=1)
     return (pos_loss.sum() + neg_loss.sum()) / n_pos
 

@@ -17,6 +17,8 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 import torch
 
+from adaptrack.adapt.networks import grl_coefficient
+from adaptrack.adapt.schedule import SelfLearningGate
 from adaptrack.common.errors import ConfigError, DataError
 from adaptrack.common.resume import fit_position
 from adaptrack.common.training import as_group, check_finite, check_finite_gradients, plain_hyperparameters
@@ -33,6 +35,15 @@ from adaptrack.track.geometry import (
 from adaptrack.track.inference.checkpoints import META_KEY, load_part_detector, read_meta
 from adaptrack.track.inference.decoder import TrackerSettings, decode_parts, decode_subject, prior_maps
 from adaptrack.track.models import BackboneKind, PartDetector, SubjectModel, backbone_parameter_groups
+from adaptrack.track.train.adaptation import (
+    DenseDomainHead,
+    DensePseudoLabeler,
+    PartAdaptConfig,
+    captured_output,
+    dense_domain_accuracy,
+    dense_domain_loss,
+    self_learning_focal_loss,
+)
 from adaptrack.track.train.batch import augment
 from adaptrack.track.train.losses import focal_loss, hard_negative_weights, map_bce, masked_l1
 from adaptrack.track.train.temporal import RegionMapBuffer
@@ -93,6 +104,14 @@ class PartDetectorModule(pl.LightningModule):
         backbone_weights: ImageNet weights file of a ResNet backbone (``None``: random).
         backbone_lr_mult: The backbone's learning rate is ``lr × backbone_lr_mult`` (e.g. 0.1 for
             pretrained weights).
+        adaptation: Synthetic-to-real adaptation (``model.adaptation``,
+            :class:`~adaptrack.track.train.adaptation.PartAdaptConfig`): a dense domain classifier
+            through the gradient reversal layer, self-learning on the detector's own heat peaks and
+            the minority-shot loss of labeled real frames. Used on the steps whose batch carries
+            target crops (``data.target_dir`` / ``data.labeled_target``); ``None``: plain training.
+        init_checkpoint: A ``fit-parts`` checkpoint whose part detector initialises this one
+            (fine-tuning the source detector); its architecture must match. A resumed run takes
+            its own checkpoint's weights.
     """
 
     def __init__(self, parts: list[str] | None = None, channels: list[int] | None = None, stride: int = 8,
@@ -100,7 +119,8 @@ class PartDetectorModule(pl.LightningModule):
                  warmup_steps: int = 50, size_weight: float = 0.1, offset_weight: float = 1.0,
                  sigma_scale: float = 0.15, min_sigma: float = 0.6, flip_prob: float = 0.5,
                  crop_size: int | None = 128, fine_maps: bool = False, backbone: BackboneKind = "mobile",
-                 backbone_weights: str | None = None, backbone_lr_mult: float = 1.0) -> None:
+                 backbone_weights: str | None = None, backbone_lr_mult: float = 1.0,
+                 adaptation: PartAdaptConfig | None = None, init_checkpoint: str | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.parts = list(parts or ["head"])
@@ -110,16 +130,42 @@ class PartDetectorModule(pl.LightningModule):
             self.model_config["backbone"] = backbone
         self.part_model = PartDetector(**self.model_config, backbone_weights=backbone_weights
                                        ).to(memory_format=CHANNELS_LAST)
+        if init_checkpoint is not None:
+            self._init_from(init_checkpoint)
+        # Adaptation (patent 1's S1–S9 on dense maps); nothing of it exists without the group, so
+        # training without a target set is exactly the plain run (same parameters, same random stream).
+        self.adaptation = None if adaptation is None else as_group(PartAdaptConfig, adaptation, "adaptation")
+        if self.adaptation is not None:
+            a = self.adaptation
+            self.domain_head = DenseDomainHead(self.part_model.backbone.out_channels, a.domain_hidden)
+            self.pseudo_labeler = DensePseudoLabeler(a.pseudo.threshold, a.pseudo.ignore_threshold,
+                                                     a.pseudo.max_per_image, a.pseudo.sigma_scale or sigma_scale,
+                                                     min_sigma)
+            self.gate = SelfLearningGate(a.gate)
+
+    def _init_from(self, path: str) -> None:
+        """Start from the part detector of a ``fit-parts`` checkpoint (fine-tuning the source detector)."""
+        model, meta = load_part_detector(path)
+        if list(meta["parts"]) != self.parts or dict(meta["part_model"]) != self.model_config:
+            raise DataError(f"model.init_checkpoint holds a part detector {meta['part_model']} for parts "
+                            f"{meta['parts']}, but this module builds {self.model_config} for parts {self.parts}; "
+                            "set model.channels / stride / dilations / fine_maps / data.parts to the checkpoint's",
+                            path)
+        self.part_model.load_state_dict(model.state_dict())
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """See :meth:`PartDetector.forward`."""
         return self.part_model(image)
 
-    def _loss(self, batch: ClipBatch) -> dict[str, torch.Tensor]:
-        x = _images(batch.frames)  # (N, 3, H, W)
-        heat, size, offset = self.part_model(x)  # (N, K, h, w), (N, K, 2, h, w) x2
+    def _loss(self, batch: ClipBatch, maps: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+              ) -> dict[str, torch.Tensor]:
+        """CenterNet losses of ``batch``; ``maps`` are the detector's outputs on its frames when
+        already computed (a joint pass with other crops)."""
+        if maps is None:
+            maps = self.part_model(_images(batch.frames))  # (N, 3, H, W) in
+        heat, size, offset = maps  # (N, K, h, w), (N, K, 2, h, w) x2
         N, K, h, w = heat.shape
-        ratio = size_ratio((x.shape[-1], x.shape[-2]), (w, h))
+        ratio = size_ratio((batch.frames.shape[-1], batch.frames.shape[-2]), (w, h))
         boxes = torch.cat([batch.target_parts[:, :, None], batch.other_parts], dim=2)  # (B, T, 1+M, K, 4)
         boxes = boxes.reshape(N, -1, K, 4).permute(0, 2, 1, 3).reshape(N * K, -1, 4)  # (N*K, 1+M, 4)
         g_heat, g_size, g_off, mask = centernet_targets(boxes, (h, w), ratio, self.hparams.sigma_scale,
@@ -130,7 +176,9 @@ class PartDetectorModule(pl.LightningModule):
         loss = l_heat + self.hparams.size_weight * l_size + self.hparams.offset_weight * l_off
         return {"loss": loss, "heat": l_heat, "size": l_size, "offset": l_off}
 
-    def training_step(self, batch: ClipBatch, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: ClipBatch | dict[str, Any], batch_idx: int) -> torch.Tensor:
+        if isinstance(batch, dict):  # source + target streams (TrackDataModule with a target set)
+            return self._adaptation_step(batch)
         clips = augment(batch, self.hparams.flip_prob, self.hparams.crop_size)
         losses = self._loss(clips)
         check_finite(losses["loss"], self.global_step, losses)
@@ -146,15 +194,96 @@ class PartDetectorModule(pl.LightningModule):
         self.log_dict({f"val/{k}": v for k, v in losses.items() if k != "loss"}, batch_size=bs, sync_dist=True)
         self.log("val/loss", losses["loss"], prog_bar=True, batch_size=bs, sync_dist=True)
 
+    def _progress(self) -> float:
+        """Training progress in [0, 1] (0 without a trainer)."""
+        total = self.trainer.estimated_stepping_batches if self._trainer is not None else 0
+        if not total or math.isinf(total):
+            return 0.0
+        return min(1.0, self.global_step / float(total))
+
+    def _adaptation_step(self, batch: dict[str, Any]) -> torch.Tensor:
+        """One step of Expression (1) over the source, unlabeled-target and labeled-target crops.
+
+        One joint pass of the detector over all crops (its batch norms see both domains); the
+        domain head reads the backbone's output through the gradient reversal layer; the pseudo
+        targets come from the same pass, detached (S7, S8); the gate (S4, S11) is fed the source
+        heat loss after the step.
+        """
+        a = self.adaptation
+        if a is None:
+            raise ConfigError("the data module feeds target crops (data.target_dir / data.labeled_target) but "
+                              "model.adaptation is not set; add configs/track/parts_adapt.yaml")
+        progress = self._progress()
+        self.domain_head.grl.coefficient = grl_coefficient(progress, a.grl_gamma)
+        weights = a.weights_at(self.gate, progress)
+        self_learns = a.self_learning and self.gate.before_step(progress) and batch.get("target") is not None
+        source = augment(batch["source"], self.hparams.flip_prob, self.hparams.crop_size)
+        labeled: ClipBatch | None = batch.get("labeled")
+        target = batch.get("target")
+        xs = [_images(source.frames)]  # (Ns, 3, S, S)
+        if target is not None:
+            xs.append(_images(target))  # (Nt, 3, S, S)
+        if labeled is not None:
+            xs.append(_images(labeled.frames))  # (Nl, 3, S, S)
+        if len({tuple(x.shape[-2:]) for x in xs}) > 1:
+            raise ConfigError(f"source crops {tuple(xs[0].shape[-2:])} and target crops "
+                              f"{[tuple(x.shape[-2:]) for x in xs[1:]]} differ: set data.target_crop_size to "
+                              "model.crop_size")
+        n = [x.shape[0] for x in xs]
+        with captured_output(self.part_model.backbone.body[-1]) as features:
+            heat, size, offset = self.part_model(torch.cat(xs))  # (N, K, h, w), (N, K, 2, h, w) x2
+        ns = n[0]
+        terms = self._loss(source, (heat[:ns], size[:ns], offset[:ns]))
+        logits = self.domain_head(features[-1])  # (N, 2, h', w')
+        terms_dom = dense_domain_loss(logits, ns)  # S3 / S33
+        loss = weights.source * terms["loss"] + weights.domain * terms_dom
+        logs = {**{f"train/{k}": v for k, v in terms.items()}, "train/domain": terms_dom,
+                "train/domain_accuracy": dense_domain_accuracy(logits.detach(), ns),
+                "train/grl": torch.tensor(self.domain_head.grl.coefficient),
+                "train/self_learning_active": torch.tensor(float(self_learns))}
+        if target is not None:
+            h, w = heat.shape[-2:]
+            t = slice(ns, ns + n[1])
+            ratio = size_ratio((target.shape[-1], target.shape[-2]), (w, h))
+            heat_t = heat[t].reshape(-1, h, w)  # (Nt*K, h, w)
+            pseudo = self.pseudo_labeler(heat_t, size[t].reshape(-1, 2, h, w), offset[t].reshape(-1, 2, h, w),
+                                         ratio)  # S7, S8
+            logs.update({f"target/{k}": v for k, v in pseudo.diagnostics().items()})
+            logs["target/max_heat"] = heat_t.detach().amax((-2, -1)).mean()
+            if self_learns:
+                l_self = self_learning_focal_loss(heat_t, pseudo)  # S9
+                loss = loss + weights.self_learning * l_self
+                logs["train/self_learning"] = l_self
+        if labeled is not None:
+            m = slice(ns + (n[1] if target is not None else 0), None)
+            shot = self._loss(labeled, (heat[m], size[m], offset[m]))["loss"]  # S32, third embodiment
+            loss = loss + weights.minority_shot * shot
+            logs["train/minority_shot"] = shot
+        logs["train/total"] = loss
+        check_finite(loss, self.global_step, logs)
+        self.log_dict(logs, batch_size=ns, on_step=True, on_epoch=True)
+        self.log("loss", loss, prog_bar=True, logger=False, batch_size=ns)
+        self.gate.update(float(terms["heat"].detach()), progress, float(terms_dom.detach()))  # S4, S11
+        return loss
+
     def configure_optimizers(self) -> Any:
-        return _adamw_cosine(self, backbone_parameter_groups(self.part_model, self.hparams.lr,
-                                                             self.hparams.backbone_lr_mult))
+        groups = backbone_parameter_groups(self.part_model, self.hparams.lr, self.hparams.backbone_lr_mult)
+        if self.adaptation is not None:
+            groups.append({"params": list(self.domain_head.parameters()), "lr": self.hparams.lr})
+        return _adamw_cosine(self, groups)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         check_finite_gradients(self.part_model.named_parameters(), self.global_step)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[META_KEY] = {"kind": "parts", "parts": self.parts, "part_model": self.model_config}
+        if self.adaptation is not None:  # the tracker reads part_model.* only; the domain head is ignored
+            checkpoint["self_learning_gate"] = self.gate.state.as_dict()
+            plain_hyperparameters(checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.adaptation is not None and "self_learning_gate" in checkpoint:
+            self.gate.load_state(checkpoint["self_learning_gate"])
 
 
 class TrackerModule(pl.LightningModule):
@@ -515,7 +644,9 @@ class TrackerModule(pl.LightningModule):
         return torch.stack(terms).mean() if terms else region.sum() * 0.0
 
     # ------------------------------------------------------------------------------- lightning
-    def training_step(self, batch: ClipBatch, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: ClipBatch | dict[str, Any], batch_idx: int) -> torch.Tensor:
+        if isinstance(batch, dict):  # source + target streams (TrackDataModule with a target set)
+            return self._adaptation_step(batch)
         clips = augment(batch, self.hparams.flip_prob, self.hparams.crop_size)
         if self.buffer is not None and self.hparams.clip_order == "random":
             self.buffer.clear()  # unrelated clips: nothing stored is their past
