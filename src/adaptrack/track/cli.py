@@ -160,6 +160,7 @@ COMMANDS: dict[str, Callable[[list[str]], object]] = {
     "run": function_command("run", "adaptrack.track.inference.run", "run"),
     "evaluate": function_command("evaluate", "adaptrack.track.evaluation.evaluate", "evaluate"),
     "evaluate-real": function_command("evaluate-real", "adaptrack.track.evaluation.real", "evaluate_real"),
+    "convert": function_command("convert", "adaptrack.track.data.convert", "convert"),
     "export": function_command("export", "adaptrack.track.inference.onnx_export", "export"),
     "generate": function_command("generate", "adaptrack.track.data.synth", "generate"),
     "download": function_command("download", "adaptrack.track.data.downloads", "download"),

@@ -85,3 +85,31 @@ def write_posetrack(sequences: Sequence[SequenceAnn], out: str | Path, split: st
             f.write(json.dumps(data, separators=(",", ":")))
         written.append(path)
     return written
+
+
+def convert(top: str, video: str, out: str, split: str = "train", start: int = 0, stop: int | None = None,
+            frames_dir: str | None = None) -> list[Path]:
+    """``adaptrack track convert``: a Town Centre clip's frames ``start <= frame < stop`` with their head and
+    body boxes, written as a PoseTrack18 split that ``fit`` / ``fit-parts`` read (e.g. the few labeled frames
+    of one's own camera: ``--data.train_dir`` or ``--data.labeled_target``).
+
+    Args:
+        top: The clip's ``.top`` ground truth.
+        video: Its video (or a folder of its frames).
+        out: Dataset root to write.
+        split: Split folder name.
+        start: First frame kept.
+        stop: One past the last frame kept (default: the end).
+        frames_dir: Where the video's frames are extracted (default the user cache folder).
+
+    Returns:
+        The JSON files written.
+    """
+    from adaptrack.track.data.towncentre import read_towncentre
+
+    seq = read_towncentre(top, video, frames_dir=frames_dir,
+                          frame_range=None if stop is None and start == 0 else (start, stop or 10**9))
+    written = write_posetrack([seq], out, split)
+    n = sum(len(f.people) for f in seq.frames)
+    print(f"wrote {len(seq.frames)} frames ({n} person-frames) of {seq.name} to {written[0]}")
+    return written
