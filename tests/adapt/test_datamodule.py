@@ -176,3 +176,13 @@ def test_noise_filter_removes_noisy_images_from_every_training_set_and_counts_th
     assert len(labeled_drawn) == 20 - removed_labeled
     assert "removed_by_filter" not in dm.preparation["source"]  # not among the filter's sets
     assert float(noise_sigma(dm.unlabeled_target().images).max()) <= 0.05
+
+
+def test_synthetic_digits_rendered_once_per_process_are_handed_out_as_copies() -> None:
+    from adaptrack.adapt.data.synthetic import load_synthetic_digits, render_digits
+
+    first = load_synthetic_digits("train", n=24, seed=3, size=(16, 16))
+    first.images.zero_()  # a user of one set cannot change the next one's images
+    second = load_synthetic_digits("train", n=24, seed=3, size=(16, 16))
+    images, labels = render_digits(24, seed=6, size=(16, 16))
+    assert torch.equal(second.images, images) and torch.equal(second.labels, labels)

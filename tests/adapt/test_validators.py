@@ -17,6 +17,7 @@ from adaptrack.adapt.validators import (
     deep_embedded_validation,
     density_ratios,
     dev,
+    evenly_spaced,
     prediction_entropy,
     resolve_checkpoint_mode,
     soft_neighborhood_density,
@@ -56,6 +57,17 @@ def test_snd_chunking_and_the_excluded_self_similarity() -> None:
     assert float(soft_neighborhood_density(pair)) == pytest.approx(0.0, abs=1e-12)
     # n equal predictions: uniform over the n-1 others, entropy log(n-1)
     assert float(soft_neighborhood_density(pair.repeat(3, 1))) == pytest.approx(math.log(5), rel=1e-9)
+
+
+def test_snd_reads_an_evenly_spaced_subset_of_a_pool_above_the_cap() -> None:
+    probs = torch.rand(103, 4, generator=torch.Generator().manual_seed(2)).softmax(1)  # (103, K)
+    pick = evenly_spaced(103, 10)
+    assert pick.tolist() == [0, 11, 23, 34, 45, 57, 68, 79, 91, 102]
+    assert evenly_spaced(5, 10).tolist() == [0, 1, 2, 3, 4]
+    capped = soft_neighborhood_density(probs, max_points=10)
+    assert float(capped) == float(soft_neighborhood_density(probs[pick], max_points=None))
+    assert float(soft_neighborhood_density(probs, max_points=103)) == float(
+        soft_neighborhood_density(probs, max_points=None))  # a pool up to the cap is read whole
 
 
 def test_dev_is_the_plain_mean_loss_when_every_density_ratio_is_one() -> None:

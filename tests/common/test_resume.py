@@ -14,6 +14,7 @@ from adaptrack.adapt.data.datamodule import PairedBatches
 from adaptrack.common.resume import (
     AtomicCheckpointIO,
     ResumableSampler,
+    replayed_rng,
     rng_states,
     seed_all,
     set_rng_states,
@@ -132,3 +133,24 @@ def test_region_map_store_round_trips_through_a_weights_only_checkpoint(tmp_path
     a = store.average(("seq0", 1), 3, origin=(1, 0), window_hw=(4, 4))
     b = restored.average(("seq0", 1), 3, origin=(1, 0), window_hw=(4, 4))
     assert a is not None and b is not None and torch.equal(a, b)
+
+
+def test_replayed_rng_draws_what_the_captured_state_would_have_drawn_and_restores_the_generators() -> None:
+    seed_all(5)
+    states = rng_states()
+    expected = (torch.rand(3), np.random.rand(), random.random())  # drawn from the captured state
+    seed_all(6)
+    following = (torch.rand(3), np.random.rand(), random.random())  # seed 6's first draws
+    seed_all(6)
+    with replayed_rng(states):
+        again = (torch.rand(3), np.random.rand(), random.random())
+    assert torch.equal(again[0], expected[0]) and again[1:] == expected[1:]
+    after = (torch.rand(3), np.random.rand(), random.random())  # the block left seed 6's generators as they were
+    assert torch.equal(after[0], following[0]) and after[1:] == following[1:]
+
+
+def test_seed_all_gives_the_states_of_torch_manual_seed() -> None:
+    torch.manual_seed(123)
+    reference = torch.get_rng_state()
+    seed_all(123)
+    assert torch.equal(torch.get_rng_state(), reference)

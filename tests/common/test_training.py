@@ -78,3 +78,14 @@ def test_a_non_finite_loss_names_the_term_that_diverged() -> None:
     terms = {"source": torch.tensor(0.5), "domain": torch.tensor(float("nan"))}
     with pytest.raises(NonFiniteLossError, match=r"at step 3 in term\(s\) domain \(source=0\.5, domain=nan\)"):
         check_finite(terms["source"] + terms["domain"], 3, terms)
+
+
+def test_finite_gradients_whose_norm_overflows_pass_the_fused_check() -> None:
+    net = torch.nn.Linear(4, 2)
+    for p in net.parameters():
+        p.grad = torch.full_like(p, 3e38)  # finite entries; their float32 2-norm is inf
+    assert not bool(torch.isfinite(torch.linalg.vector_norm(net.weight.grad)))
+    check_finite_gradients(net.named_parameters(), 3)  # entry by entry: all finite, no error
+    net.bias.grad[0] = float("nan")
+    with pytest.raises(NonFiniteLossError, match="bias"):
+        check_finite_gradients(net.named_parameters(), 4)

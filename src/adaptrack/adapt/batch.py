@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 
@@ -49,14 +50,26 @@ class AdaptBatch:
         labeled: ``(Bl, C, H, W)`` float labeled target images (third embodiment), weak view; ``Bl`` may be 0.
         labeled_labels: ``(Bl,)`` int64 their labels (the minority-shot loss, S32).
         source_index: ``(Bs,)`` int64 index of each source image in the source training set, or ``None``.
+        make_strong: Computes ``target_strong`` when it is ``None`` (the view is made only when a
+            step reads it, through :meth:`strong_target`); ``None`` when ``target_strong`` is given.
     """
 
     source: torch.Tensor
     source_labels: torch.Tensor
     target: torch.Tensor
-    target_strong: torch.Tensor
+    target_strong: torch.Tensor | None
     target_report_labels: torch.Tensor
     target_index: torch.Tensor
     labeled: torch.Tensor
     labeled_labels: torch.Tensor
     source_index: torch.Tensor | None = None
+    make_strong: Callable[[], torch.Tensor] | None = field(default=None, repr=False, compare=False)
+
+    def strong_target(self) -> torch.Tensor:
+        """``target_strong`` ``(Bt, C, H, W)``, made (once) by ``make_strong`` if it was deferred."""
+        if self.target_strong is None:
+            if self.make_strong is None:
+                raise ValueError("this batch has no strong target view and nothing to make it with")
+            self.target_strong = self.make_strong()
+            self.make_strong = None
+        return self.target_strong

@@ -136,6 +136,11 @@ class DomainAdaptationModule(L.LightningModule):
         """
         return update == "two_stage" and get_method(method).domain_adversarial
 
+    def reads_weak_target_view(self) -> bool:
+        """Whether training steps read the weak view of the unlabeled target images (the domain loss,
+        the pseudo labels): methods that do neither (``source_only``) leave it un-augmented."""
+        return self.method.domain_adversarial or self.method.self_learns
+
     def _check_method_options(self) -> None:
         """Options that only make sense with some methods fail at start-up, naming the keys."""
         method = self.hparams.method

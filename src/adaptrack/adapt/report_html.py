@@ -57,18 +57,26 @@ class Embedding:
 
 
 def embed(features: np.ndarray, method: EmbeddingName, seed: int = 0) -> np.ndarray:
-    """2-D embedding ``(N, 2)`` of ``features`` ``(N, D)``: scikit-learn's t-SNE (PCA init) or PCA."""
+    """2-D embedding ``(N, 2)`` of ``features`` ``(N, D)``: scikit-learn's t-SNE (PCA init) or PCA.
+
+    The linear algebra runs on one BLAS thread: the matrices are small, and on cores other jobs
+    share, OpenBLAS's default of one thread per core spin-waits (a 400×784 SVD took ~2 s instead of
+    ~0.05 s). t-SNE (and its import, several seconds) is loaded only when asked for.
+    """
     from sklearn.decomposition import PCA
-    from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
     x = np.asarray(features, dtype=np.float32)
     if x.shape[0] < 3:
         return np.zeros((x.shape[0], 2), dtype=np.float32)
-    if method == "pca":
-        return PCA(n_components=2, random_state=seed).fit_transform(x).astype(np.float32)
-    perplexity = float(min(30.0, (x.shape[0] - 1) / 3.0))
-    return TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(x).astype(
-        np.float32)
+    with threadpool_limits(limits=1, user_api="blas"):
+        if method == "pca":
+            return PCA(n_components=2, random_state=seed).fit_transform(x).astype(np.float32)
+        from sklearn.manifold import TSNE
+
+        perplexity = float(min(30.0, (x.shape[0] - 1) / 3.0))
+        return TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(x).astype(
+            np.float32)
 
 
 def _plt() -> Any:

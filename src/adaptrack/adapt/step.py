@@ -73,11 +73,11 @@ class Step:
         self.labeler, self.pseudo_config = labeler, pseudo
         self.grl_coefficient, self.domain_call = grl_coefficient, domain_call
         self._teacher_logits = teacher_logits
-        again = batch.target if pseudo.view == "same" else batch.target_strong
+        again = None if not views.again else batch.target if pseudo.view == "same" else batch.strong_target()
         parts = {"source": batch.source if views.labeled else None,
                  "labeled": batch.labeled if views.labeled else None,
                  "target": batch.target if views.target else None,
-                 "again": again if views.again else None}
+                 "again": again}
         images = [x for x in parts.values() if x is not None]
         self.n_source = batch.source.shape[0] if views.labeled else 0
         self.n_labeled = batch.labeled.shape[0] if views.labeled else 0

@@ -33,6 +33,12 @@ Mode = Literal["max", "min"]
 SND_TEMPERATURE = 0.05
 """Temperature τ of SND's similarity softmax: Saito et al. (2021) use 0.05."""
 
+SND_MAX_POINTS = 4096
+"""SND reads at most this many target predictions: an evenly spaced subset of the pool (every
+``N / 4096``-th row, the same on every run and rank) when it is larger. SND costs ``N²``
+similarities; on MNIST's 60,000 training images that is 3.6·10⁹ per validation (minutes on a CPU),
+on 4,096 it is 1.7·10⁷ (a fraction of a second). Pools up to the cap are read whole."""
+
 DEV_PRIOR_RATIO = 1.0
 """``N_s / N_t`` of You et al.'s density ratio: the domain classifier is trained on mini-batches of
 ``data.batch_size`` source and ``data.batch_size`` unlabeled target images, so the ratio of the two
@@ -91,8 +97,15 @@ def target_entropy(inputs: ValidationInputs) -> torch.Tensor:
     return prediction_entropy(inputs.target_probs)
 
 
+def evenly_spaced(n: int, at_most: int) -> torch.Tensor:
+    """``min(n, at_most)`` indices ``(m,)`` spread evenly over ``0 … n-1`` (all of them when ``n <= at_most``)."""
+    if n <= at_most:
+        return torch.arange(n)
+    return torch.linspace(0, n - 1, at_most, dtype=torch.float64).round().long()  # (at_most,), distinct
+
+
 def soft_neighborhood_density(probs: torch.Tensor, temperature: float = SND_TEMPERATURE,
-                              chunk: int = 2048) -> torch.Tensor:
+                              chunk: int = 2048, max_points: int | None = SND_MAX_POINTS) -> torch.Tensor:
     """SND of predictions ``probs`` ``(N, K)`` (Saito et al., "Tune it the right way: unsupervised
     validation of domain adaptation via soft neighborhood density", ICCV 2021).
 
@@ -101,8 +114,12 @@ def soft_neighborhood_density(probs: torch.Tensor, temperature: float = SND_TEMP
     similar neighbours) spread each row's softmax over many images: high entropy (higher is
     better). Its blind spot: predictions that are all alike (collapsed, or near-uniform ones whose
     cosines all come close to 1) spread every row evenly too; identical predictions reach the
-    maximum ``log(N - 1)``. Computed in row chunks, so memory is ``chunk × N``.
+    maximum ``log(N - 1)``. Computed in row chunks, so memory is ``chunk × N``; with more than
+    ``max_points`` rows, on an evenly spaced subset of ``max_points`` of them (:data:`SND_MAX_POINTS`;
+    ``None``: every row).
     """
+    if max_points is not None:
+        probs = probs[evenly_spaced(probs.shape[0], max_points)]  # (min(N, max_points), K)
     n = probs.shape[0]
     if n < 2:
         return torch.tensor(float("nan"))
@@ -119,7 +136,8 @@ def soft_neighborhood_density(probs: torch.Tensor, temperature: float = SND_TEMP
 
 
 def target_snd(inputs: ValidationInputs) -> torch.Tensor:
-    """SND of the target pool's softmax predictions (higher is better); see :func:`soft_neighborhood_density`."""
+    """SND of the target pool's softmax predictions (higher is better; at most :data:`SND_MAX_POINTS` of
+    them); see :func:`soft_neighborhood_density`."""
     return soft_neighborhood_density(inputs.target_probs)
 
 

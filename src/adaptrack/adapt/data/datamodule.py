@@ -20,6 +20,7 @@ import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,7 +47,15 @@ from adaptrack.adapt.data.stream import (
 )
 from adaptrack.common.distributed import batch_shard
 from adaptrack.common.errors import ConfigError, DataError
-from adaptrack.common.resume import AUGMENT_STREAM, ResumableSampler, fit_position, process_shard, step_random
+from adaptrack.common.resume import (
+    AUGMENT_STREAM,
+    ResumableSampler,
+    fit_position,
+    process_shard,
+    replayed_rng,
+    rng_states,
+    step_random,
+)
 
 log = logging.getLogger(__name__)
 
@@ -630,8 +639,26 @@ class DomainAdaptationDataModule(L.LightningDataModule):
             with torch.no_grad(), step_random(self.trainer, AUGMENT_STREAM):  # a function of the step only
                 source = self.weak(xs) if self.hparams.augment_source else xs
                 labeled = self.weak(xl) if xl.shape[0] else xl
-                return AdaptBatch(source, batch.source_labels, self.weak(xt), self.strong(xt),
-                                  batch.target_report_labels, batch.target_index, labeled, batch.labeled_labels,
-                                  batch.source_index)
+                # the target views are drawn last, so a view left out changes no other draw; the strong
+                # view is made only when a step reads it (self-learning started), from the generators'
+                # state here: the same images as if it had been made now
+                target = self.weak(xt) if self._reads_weak_target() else xt
+                make_strong = partial(self._strong_view, xt, rng_states())
+                return AdaptBatch(source, batch.source_labels, target, None, batch.target_report_labels,
+                                  batch.target_index, labeled, batch.labeled_labels, batch.source_index,
+                                  make_strong=make_strong)
         images, labels = batch
         return to_float(images), labels
+
+    def _reads_weak_target(self) -> bool:
+        """Whether training steps read the weak target view: asked of the LightningModule
+        (``reads_weak_target_view()``), true when it does not say. Unread, the view is left un-augmented."""
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        reads = getattr(module, "reads_weak_target_view", None)
+        return bool(reads()) if callable(reads) else True
+
+    def _strong_view(self, images: torch.Tensor, states: dict[str, Any]) -> torch.Tensor:
+        """The strong view ``(Bt, C, H, W)`` of float target ``images``, drawn from the generator ``states``
+        (:func:`~adaptrack.common.resume.rng_states`) captured after the weak views."""
+        with torch.no_grad(), replayed_rng(states):
+            return self.strong(images)

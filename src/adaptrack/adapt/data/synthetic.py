@@ -271,8 +271,18 @@ def load_synthetic_digits(split: Split, *, n: int | None = None, seed: int = 0, 
     if split not in DEFAULT_SIZES:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     count = DEFAULT_SIZES[split] if n is None else n
-    images, labels = render_digits(count, seed=2 * seed + (split == "test"), size=size, channels=channels)
-    return ImageSet(images, labels, list(DIGIT_CLASSES), f"synthetic_digits/{split}")
+    key = (count, 2 * seed + (split == "test"), tuple(size), channels)
+    if key not in _RENDERED:  # `adaptrack adapt compare` fits several methods on the same images
+        while len(_RENDERED) >= _KEEP_RENDERED:  # the last few sets only (train and test: ~17 MB by default)
+            del _RENDERED[next(iter(_RENDERED))]
+        _RENDERED[key] = render_digits(count, seed=key[1], size=size, channels=channels)
+    images, labels = _RENDERED[key]
+    return ImageSet(images.clone(), labels.clone(), list(DIGIT_CLASSES), f"synthetic_digits/{split}")
+
+
+_RENDERED: dict[tuple[int, int, tuple[int, ...], int], tuple[torch.Tensor, torch.Tensor]] = {}
+"""The sets this process rendered last, by ``(n, seed, size, channels)``; handed out as copies."""
+_KEEP_RENDERED = 4
 
 
 def save_grid(images: torch.Tensor, labels: torch.Tensor | None, path: str | Path, *, columns: int = 10,
