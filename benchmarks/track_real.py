@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--labeled-stop", type=int, default=63,
                         help="label frames 0 .. this - 1 for the few-labeled rows (0: skip them)")
     parser.add_argument("--search-factor", type=float, default=2.3)
-    parser.add_argument("--epochs", type=int, default=4, help="epochs of each fine-tuning stage")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs of the synthetic fine-tuning stages")
+    parser.add_argument("--few-epochs", type=int, default=8, help="epochs of the few-labeled stages")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-training", action="store_true", help="reuse the checkpoints under --root")
     args = parser.parse_args(argv)
@@ -90,27 +91,27 @@ def main(argv: list[str] | None = None) -> int:
                                          "--start", "0", "--stop", str(args.labeled_stop),
                                          "--frames_dir", str(frames)), timings)
 
-    def fit_tracker(name: str, parts: Path, init: Path, data: Path, labels: bool) -> Path:
+    def fit_tracker(name: str, parts: Path, init: Path, data: Path, labels: bool, epochs: int) -> Path:
         out = root / name
         if not args.skip_training:
-            extra = ["--data.samples_per_epoch", "120"] if labels else []
+            extra = ["--data.samples_per_epoch", "160"] if labels else []
             run(f"fit {name}", track("fit", "--config", str(CONFIGS / "tracker.yaml"), "--model.part_checkpoint",
                                      str(parts), "--model.init_checkpoint", str(init), "--data.train_dir", str(data),
                                      "--data.val_dir", str(synth), "--data.search.factor", str(args.search_factor),
-                                     "--trainer.max_epochs", str(args.epochs), "--trainer.check_val_every_n_epoch",
+                                     "--trainer.max_epochs", str(epochs), "--trainer.check_val_every_n_epoch",
                                      "1", "--model.warmup_steps", "5", "--model.lr", "0.001", *extra,
                                      "--checkpoint.dirpath", str(out), "--trainer.default_root_dir", str(out),
                                      *threads), timings)
         return out / "best.ckpt"
 
-    def fit_parts(name: str, extra: list[str]) -> Path:
+    def fit_parts(name: str, extra: list[str], epochs: int) -> Path:
         out = root / name
         if not args.skip_training:
             run(f"fit-parts {name}", track("fit-parts", "--config", str(CONFIGS / "parts.yaml"), "--config",
                                            str(CONFIGS / "parts_adapt.yaml"), "--model.init_checkpoint",
                                            str(src_parts), "--data.train_dir", str(synth), "--data.val_dir",
                                            str(synth), "--data.target_dir", str(frames), "--trainer.max_epochs",
-                                           str(args.epochs), *extra, "--checkpoint.dirpath", str(out),
+                                           str(epochs), *extra, "--checkpoint.dirpath", str(out),
                                            "--trainer.default_root_dir", str(out), *threads), timings)
         return out / "best.ckpt"
 
@@ -119,17 +120,18 @@ def main(argv: list[str] | None = None) -> int:
 
         extract_frames(args.video, frames)
     rows = [("today's models (full frame)", src_tracker, "none")]
-    search = fit_tracker("tracker_search", src_parts, src_tracker, synth, labels=False)
+    search = fit_tracker("tracker_search", src_parts, src_tracker, synth, False, args.epochs)
     rows.append(("+ search crops", search, "none"))
-    parts_adapt = fit_parts("parts_adapt", [])
-    adapted = fit_tracker("tracker_adapt", parts_adapt, search, synth, labels=False)
+    parts_adapt = fit_parts("parts_adapt", [], args.epochs + 1)
+    adapted = fit_tracker("tracker_adapt", parts_adapt, search, synth, False, 1)
     rows.append(("+ synthetic-to-real adaptation", adapted, "none"))
     chosen = adapted
     if args.labeled_stop > 0:
         label_json = next(labeled_json.glob("*.json"))
         parts_few = fit_parts("parts_few", ["--data.labeled_target", str(label_json), "--data.labeled_images_root",
-                                            str(labeled), "--model.adaptation.self_learning", "false"])
-        few = fit_tracker("tracker_few", parts_few, adapted, labeled, labels=True)
+                                            str(labeled), "--model.adaptation.self_learning", "false",
+                                            "--data.labeled_batch_size", "16"], args.few_epochs)
+        few = fit_tracker("tracker_few", parts_few, adapted, labeled, True, args.few_epochs - 2)
         rows.append(("+ few labeled real frames", few, f"heads+bodies of frames 0-{args.labeled_stop - 1}"))
         chosen = few
     tracker_dir = root / "tracker"
