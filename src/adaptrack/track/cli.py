@@ -6,8 +6,11 @@ Subcommands::
     fit         train the tracking-subject model with the frozen part detector, LightningCLI
     run         track one person through a frame folder or a GIF/video file
     evaluate    subject and part metrics plus baselines on a PoseTrack18-format set
+    evaluate-real  head hit / wrong-person / miss / IoU / FPS on a Town Centre clip, OpenCV baselines included
+    convert     write a Town Centre clip's labeled frames as a PoseTrack18 split (few labeled frames)
     export      write both models as ONNX and check onnxruntime against PyTorch
     generate    write synthetic crowd scenes in PoseTrack18 format
+    download    fetch a dataset that allows direct download (Town Centre), checksum pinned
 
 Examples::
 
