@@ -29,31 +29,17 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+import track_crowded  # the embedded default's benchmark, beside this script
+from track_crowded import stage
 
 from adaptrack.common.report import format_table
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs" / "track"
 SHARED = ROOT.parent / "shared" / "data" / "towncentre"
-
-
-def run(name: str, cmd: list[str], timings: list[dict[str, object]]) -> None:
-    """Run a command, print it, record its wall time; stop the benchmark on failure."""
-    print(f"\n$ {' '.join(cmd)}", flush=True)
-    t0 = time.perf_counter()
-    code = subprocess.run(cmd, check=False).returncode
-    seconds = time.perf_counter() - t0
-    timings.append({"stage": name, "seconds": seconds, "minutes": seconds / 60})
-    if code != 0:
-        raise SystemExit(f"stage {name!r} failed with exit code {code}")
-
-
-def track(*args: str) -> list[str]:
-    return [sys.executable, "-m", "adaptrack.cli", "track", *args]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,40 +65,40 @@ def main(argv: list[str] | None = None) -> int:
 
     source = Path(args.source).resolve() if args.source else root / "source"
     if not (source / "tracker" / "best.ckpt").is_file():
-        run("embedded default (track_crowded.py)", [sys.executable, str(ROOT / "benchmarks" / "track_crowded.py"),
-                                                    "--root", str(source), "--skip-temporal"], timings)
+        print(f"\n$ python benchmarks/track_crowded.py --root {source} --skip-temporal", flush=True)
+        track_crowded.main(["--root", str(source), "--skip-temporal"])
     synth = source / "data"
     src_parts, src_tracker = source / "parts" / "best.ckpt", source / "tracker" / "best.ckpt"
     frames = root / "frames"
     labeled = root / "labeled"
     labeled_json = labeled / "annotations" / "train"
     if args.labeled_stop > 0 and not labeled_json.is_dir():
-        run("convert frames 0-62", track("convert", "--top", args.top, "--video", args.video, "--out", str(labeled),
+        stage("convert frames 0-62", ["convert", "--top", args.top, "--video", args.video, "--out", str(labeled),
                                          "--start", "0", "--stop", str(args.labeled_stop),
-                                         "--frames_dir", str(frames)), timings)
+                                         "--frames_dir", str(frames)], timings)
 
     def fit_tracker(name: str, parts: Path, init: Path, data: Path, labels: bool, epochs: int) -> Path:
         out = root / name
         if not args.skip_training:
             extra = ["--data.samples_per_epoch", "160"] if labels else []
-            run(f"fit {name}", track("fit", "--config", str(CONFIGS / "tracker.yaml"), "--model.part_checkpoint",
+            stage(f"fit {name}", ["fit", "--config", str(CONFIGS / "tracker.yaml"), "--model.part_checkpoint",
                                      str(parts), "--model.init_checkpoint", str(init), "--data.train_dir", str(data),
                                      "--data.val_dir", str(synth), "--data.search.factor", str(args.search_factor),
                                      "--trainer.max_epochs", str(epochs), "--trainer.check_val_every_n_epoch",
                                      "1", "--model.warmup_steps", "5", "--model.lr", "0.001", *extra,
                                      "--checkpoint.dirpath", str(out), "--trainer.default_root_dir", str(out),
-                                     *threads), timings)
+                                     *threads], timings)
         return out / "best.ckpt"
 
     def fit_parts(name: str, extra: list[str], epochs: int) -> Path:
         out = root / name
         if not args.skip_training:
-            run(f"fit-parts {name}", track("fit-parts", "--config", str(CONFIGS / "parts.yaml"), "--config",
+            stage(f"fit-parts {name}", ["fit-parts", "--config", str(CONFIGS / "parts.yaml"), "--config",
                                            str(CONFIGS / "parts_adapt.yaml"), "--model.init_checkpoint",
                                            str(src_parts), "--data.train_dir", str(synth), "--data.val_dir",
                                            str(synth), "--data.target_dir", str(frames), "--trainer.max_epochs",
                                            str(epochs), *extra, "--checkpoint.dirpath", str(out),
-                                           "--trainer.default_root_dir", str(out), *threads), timings)
+                                           "--trainer.default_root_dir", str(out), *threads], timings)
         return out / "best.ckpt"
 
     if not frames.is_dir():  # the unlabeled target: every frame of the clip
@@ -138,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     tracker_dir.mkdir(exist_ok=True)
     shutil.copyfile(chosen, tracker_dir / "best.ckpt")
     onnx = root / "tracker_onnx"
-    run("export", track("export", "--checkpoint", str(tracker_dir / "best.ckpt"), "--output", str(onnx)), timings)
+    stage("export", ["export", "--checkpoint", str(tracker_dir / "best.ckpt"), "--output", str(onnx)], timings)
 
     names = [name for name, _, _ in rows] + ["chosen, ONNX (onnxruntime)", "OpenCV MIL", "OpenCV HOG + IoU"]
     specs = [str(path) for _, path, _ in rows] + [str(onnx), "opencv-mil", "opencv-hog"]
@@ -146,19 +132,19 @@ def main(argv: list[str] | None = None) -> int:
     tables = {}
     for protocol in ("dev", "test"):
         out = root / f"eval_{protocol}"
-        run(f"evaluate-real {protocol}", track("evaluate-real", "--top", args.top, "--video", args.video,
+        stage(f"evaluate-real {protocol}", ["evaluate-real", "--top", args.top, "--video", args.video,
                                                "--trackers", json.dumps(specs), "--labels", json.dumps(labels),
                                                "--protocol", protocol, "--frames_dir", str(frames), "--output",
-                                               str(out), "--threads", str(args.threads)), timings)
+                                               str(out), "--threads", str(args.threads)], timings)
         got = json.loads((out / "metrics.json").read_text())["rows"]
         for row, name in zip(got, names, strict=True):
             row["tracker"] = name
         tables[protocol] = got
     synth_out = root / "eval_synthetic"
-    run("evaluate synthetic test", track("evaluate", "--checkpoints", json.dumps([str(src_tracker), str(chosen)]),
+    stage("evaluate synthetic test", ["evaluate", "--checkpoints", json.dumps([str(src_tracker), str(chosen)]),
                                          "--names", json.dumps(["today's models", "chosen tracker"]), "--data",
                                          str(synth), "--split", "test", "--output", str(synth_out),
-                                         "--ground_truth_prior", "false"), timings)
+                                         "--ground_truth_prior", "false"], timings)
 
     columns = ["tracker", "real labels", "tracks", "person-frames", "head hit %", "wrong-person %", "miss %",
                "IoU>=0.5 %", "FPS", "track ms", "decode ms", "threads"]
