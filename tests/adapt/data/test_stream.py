@@ -148,8 +148,9 @@ def test_streamed_and_in_memory_batches_have_the_same_shapes_dtypes_and_indices(
         assert torch.equal(d.target_report_labels, m.target_report_labels)
     batch = disk.on_after_batch_transfer(d_batches[0], 0)
     assert isinstance(batch, AdaptBatch)
-    assert batch.source.dtype == batch.target_strong.dtype == torch.float32
-    assert batch.target.shape == batch.target_strong.shape == (6, 3, 16, 16)
+    strong = batch.strong_target()  # made on first read
+    assert batch.source.dtype == strong.dtype == torch.float32
+    assert batch.target.shape == strong.shape == (6, 3, 16, 16)
     images, labels = next(iter(disk.val_dataloader()[1]))
     assert images.shape == (10, 3, 16, 16) and images.dtype == torch.uint8 and labels.dtype == torch.int64
 
