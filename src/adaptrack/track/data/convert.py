@@ -108,7 +108,7 @@ def convert(top: str, video: str, out: str, split: str = "train", start: int = 0
     from adaptrack.track.data.towncentre import read_towncentre
 
     seq = read_towncentre(top, video, frames_dir=frames_dir,
-                          frame_range=None if stop is None and start == 0 else (start, stop or 10**9))
+                          frame_range=None if stop is None and start == 0 else (start, 10**9 if stop is None else stop))
     written = write_posetrack([seq], out, split)
     n = sum(len(f.people) for f in seq.frames)
     print(f"wrote {len(seq.frames)} frames ({n} person-frames) of {seq.name} to {written[0]}")

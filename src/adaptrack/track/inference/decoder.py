@@ -130,6 +130,7 @@ class TrackerSettings:
             back to frame pixels. 0 resizes the whole frame instead (the full-frame mode, for small
             frames). At 2.3 a person fills 0.43 of the region, as the synthetic targets fill
             0.38–0.5 of their frames, so a model trained on them sees real people at its scale.
+            Re-detection then searches the region, not the whole frame.
         search_scale_rate: How fast the region's reference size follows the decoded box's longer
             side, per frame (exponential smoothing; 0 keeps the first box's size).
     """
