@@ -645,8 +645,10 @@ class TrackerModule(pl.LightningModule):
 
     # ------------------------------------------------------------------------------- lightning
     def training_step(self, batch: ClipBatch | dict[str, Any], batch_idx: int) -> torch.Tensor:
-        if isinstance(batch, dict):  # source + target streams (TrackDataModule with a target set)
-            return self._adaptation_step(batch)
+        if isinstance(batch, dict):  # source + target streams: the part detector's adaptation only
+            raise ConfigError("data.target_dir / data.target_frames / data.labeled_target adapt the part detector "
+                              "(`adaptrack track fit-parts`); `fit` trains on data.train_dir (e.g. a `convert`ed "
+                              "labeled clip)")
         clips = augment(batch, self.hparams.flip_prob, self.hparams.crop_size)
         if self.buffer is not None and self.hparams.clip_order == "random":
             self.buffer.clear()  # unrelated clips: nothing stored is their past
