@@ -238,3 +238,10 @@ def test_tracker_module_starts_from_an_init_checkpoint(part_ckpt: Path, tracker_
         TrackerModule(str(part_ckpt), head_channels=cfg["head_channels"] + 8, init_checkpoint=str(tracker_ckpt))
     with pytest.raises(DataError, match="init_checkpoint must be"):
         TrackerModule(str(part_ckpt), init_checkpoint=str(part_ckpt))
+
+
+def test_tracker_fit_refuses_the_part_detectors_target_streams(part_ckpt: Path) -> None:
+    from adaptrack.track.train.module import TrackerModule
+
+    with pytest.raises(ConfigError, match="fit-parts"):
+        TrackerModule(str(part_ckpt)).training_step({"source": None, "target": None}, 0)
