@@ -244,21 +244,23 @@ class ClipDataset(Dataset[Clip]):
             return (1.0, 1.0)
         return (self.size[1] / frame.width, self.size[0] / frame.height)
 
-    def _image(self, frame: FrameAnn) -> torch.Tensor:
+    @staticmethod
+    def _check_size(frame: FrameAnn) -> None:
+        """The frame file's header size must be the annotated one."""
         width, height = frame_size(frame.path)
         if (height, width) != (frame.height, frame.width):
             raise DataError(f"frame {frame.frame_index}: file is {width}x{height}, "
                             f"annotations say {frame.width}x{frame.height}", frame.path)
+
+    def _image(self, frame: FrameAnn) -> torch.Tensor:
+        self._check_size(frame)
         return load_frame(frame.path, self.size)  # (3, H, W) uint8
 
     def _window_image(self, frame: FrameAnn, window: Window) -> torch.Tensor:
         """The frame's search region resized to ``size``; ``(3, S, S)`` uint8."""
         assert self.size is not None
-        image = load_frame(frame.path)  # (3, H, W) uint8
-        if tuple(image.shape[1:]) != (frame.height, frame.width):
-            raise DataError(f"frame {frame.frame_index}: file is {image.shape[2]}x{image.shape[1]}, "
-                            f"annotations say {frame.width}x{frame.height}", frame.path)
-        return crop_frame(image, window, self.size[0])
+        self._check_size(frame)
+        return crop_frame(load_frame(frame.path), window, self.size[0])
 
 
 class SequentialClips(Dataset[Clip]):

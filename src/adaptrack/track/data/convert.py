@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from adaptrack.common.files import atomic_write
-from adaptrack.track.data.posetrack import HEAD_VISIBLE_KEY, POSETRACK_KEYPOINTS, POSETRACK_SKELETON
+from adaptrack.track.data.posetrack import HEAD_VISIBLE_KEY, POSETRACK_KEYPOINTS, posetrack_categories
 from adaptrack.track.data.types import SequenceAnn
 
 __all__ = ["write_posetrack"]
@@ -75,10 +75,7 @@ def write_posetrack(sequences: Sequence[SequenceAnn], out: str | Path, split: st
                     ann["bbox_head"] = [round(v, 2) for v in head]
                     ann[HEAD_VISIBLE_KEY] = round(person.visible_share(0), 3)
                 annotations.append(ann)
-        data = {"images": images, "annotations": annotations,
-                "categories": [{"supercategory": "person", "id": 1, "name": "person",
-                                "keypoints": list(POSETRACK_KEYPOINTS),
-                                "skeleton": [list(p) for p in POSETRACK_SKELETON]}]}
+        data = {"images": images, "annotations": annotations, "categories": posetrack_categories()}
         path = out / "annotations" / split / f"{seq.name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(path) as f:

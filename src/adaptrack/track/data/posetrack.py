@@ -59,6 +59,12 @@ POSETRACK_SKELETON: tuple[tuple[int, int], ...] = (
 GENERATOR_KEY = "adaptrack"
 """Top-level JSON key where the synthetic generator records its metadata (e.g. ``target_track``)."""
 
+def posetrack_categories() -> list[dict[str, Any]]:
+    """The ``categories`` entry of a PoseTrack18 file: one ``person`` category with its keypoints and skeleton."""
+    return [{"supercategory": "person", "id": 1, "name": "person", "keypoints": list(POSETRACK_KEYPOINTS),
+             "skeleton": [list(pair) for pair in POSETRACK_SKELETON]}]
+
+
 HEAD_VISIBLE_KEY = "head_visible"
 """Optional annotation key: the share of the head's pixels that is unoccluded (synthetic scenes)."""
 

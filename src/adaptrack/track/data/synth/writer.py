@@ -30,8 +30,7 @@ from adaptrack.track.data.geometry import head_in_box
 from adaptrack.track.data.posetrack import (
     GENERATOR_KEY,
     HEAD_VISIBLE_KEY,
-    POSETRACK_KEYPOINTS,
-    POSETRACK_SKELETON,
+    posetrack_categories,
 )
 from adaptrack.track.data.synth.backgrounds import background_files
 from adaptrack.track.data.synth.drawing import encode_jpeg
@@ -191,10 +190,7 @@ def _posetrack_json(name: str, vid: int, split: str, frames: list[RenderedFrame]
                 "lookalike": person.track_id in lookalikes,
             })
             annotations.append(ann)
-    categories = [{"supercategory": "person", "id": 1, "name": "person",
-                   "keypoints": list(POSETRACK_KEYPOINTS),
-                   "skeleton": [list(pair) for pair in POSETRACK_SKELETON]}]
-    return {"categories": categories, "images": images, "annotations": annotations, GENERATOR_KEY: meta}
+    return {"categories": posetrack_categories(), "images": images, "annotations": annotations, GENERATOR_KEY: meta}
 
 
 def _write_sequence(staging: Path, split: str, index: int, seed: int, preset: str, config: SceneConfig,
